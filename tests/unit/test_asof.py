@@ -28,20 +28,24 @@ def oracle(features: list[dict], entity: dict, ttl: int | None) -> int:
 
 
 feature_rows = st.lists(
-    st.fixed_dictionaries({
-        "k1": st.none() | st.integers(0, 3),
-        "k2": st.sampled_from(["a", "b"]),
-        "ev": st.none() | small_times,
-        "cr": st.none() | st.integers(0, 3),
-    }),
+    st.fixed_dictionaries(
+        {
+            "k1": st.none() | st.integers(0, 3),
+            "k2": st.sampled_from(["a", "b"]),
+            "ev": st.none() | small_times,
+            "cr": st.none() | st.integers(0, 3),
+        }
+    ),
     max_size=40,
 )
 entity_rows = st.lists(
-    st.fixed_dictionaries({
-        "k1": st.none() | st.integers(0, 4),
-        "k2": st.sampled_from(["a", "b", "c"]),
-        "t": st.none() | small_times,
-    }),
+    st.fixed_dictionaries(
+        {
+            "k1": st.none() | st.integers(0, 4),
+            "k2": st.sampled_from(["a", "b", "c"]),
+            "t": st.none() | small_times,
+        }
+    ),
     max_size=20,
 )
 
@@ -58,10 +62,17 @@ def table(rows: list[dict], time_columns: tuple[str, ...]) -> pa.Table:
 
 @settings(max_examples=300)
 @given(feature_rows, entity_rows, st.none() | st.integers(1, 10))
-def test_as_of_matches_the_oracle(features: list[dict], entities: list[dict], ttl: int | None) -> None:
+def test_as_of_matches_the_oracle(
+    features: list[dict], entities: list[dict], ttl: int | None
+) -> None:
     got = as_of(
-        table(features, ("ev", "cr")), table(entities, ("t",)), ["k1", "k2"],
-        event_timestamp="ev", created_timestamp="cr", entity_timestamp="t", ttl_micros=ttl,
+        table(features, ("ev", "cr")),
+        table(entities, ("t",)),
+        ["k1", "k2"],
+        event_timestamp="ev",
+        created_timestamp="cr",
+        entity_timestamp="t",
+        ttl_micros=ttl,
     )
     assert got.tolist() == [oracle(features, e, ttl) for e in entities]
 
@@ -70,8 +81,14 @@ def test_as_of_matches_the_oracle(features: list[dict], entities: list[dict], tt
 def test_latest_per_key_is_as_of_for_each_distinct_key(
     features: list[dict], at: int, ttl: int | None
 ) -> None:
-    got = latest_per_key(table(features, ("ev", "cr")), ["k1", "k2"], at_micros=at,
-                         event_timestamp="ev", created_timestamp="cr", ttl_micros=ttl)
+    got = latest_per_key(
+        table(features, ("ev", "cr")),
+        ["k1", "k2"],
+        at_micros=at,
+        event_timestamp="ev",
+        created_timestamp="cr",
+        ttl_micros=ttl,
+    )
     keys = {(r["k1"], r["k2"]) for r in features if r["k1"] is not None}
     expected = {oracle(features, {"k1": k1, "k2": k2, "t": at}, ttl) for k1, k2 in keys}
     assert got.tolist() == sorted(expected - {NO_MATCH})
@@ -80,16 +97,30 @@ def test_latest_per_key_is_as_of_for_each_distinct_key(
 def test_without_created_timestamp_and_int_times() -> None:
     features = pa.table({"k": [1, 1, 2], "ev": [5, 9, 1]})
     entities = pa.table({"k": pa.array([1, 1, 2, 3], pa.int32()), "t": [8, 9, 0, 9]})
-    got = as_of(features, entities, ["k"], event_timestamp="ev", created_timestamp=None,
-                entity_timestamp="t", ttl_micros=None)
+    got = as_of(
+        features,
+        entities,
+        ["k"],
+        event_timestamp="ev",
+        created_timestamp=None,
+        entity_timestamp="t",
+        ttl_micros=None,
+    )
     assert got.tolist() == [0, 1, NO_MATCH, NO_MATCH]
 
 
 def test_ttl_edge_is_exclusive() -> None:
     features = pa.table({"k": [1], "ev": [10]})
     entities = pa.table({"k": [1, 1, 1], "t": [14, 15, 10]})
-    got = as_of(features, entities, ["k"], event_timestamp="ev", created_timestamp=None,
-                entity_timestamp="t", ttl_micros=5)
+    got = as_of(
+        features,
+        entities,
+        ["k"],
+        event_timestamp="ev",
+        created_timestamp=None,
+        entity_timestamp="t",
+        ttl_micros=5,
+    )
     # event > t - ttl: 10 > 9 matches, 10 > 10 does not; event <= t: 10 <= 10 matches.
     assert got.tolist() == [0, NO_MATCH, 0]
 
@@ -97,7 +128,24 @@ def test_ttl_edge_is_exclusive() -> None:
 def test_empty_inputs() -> None:
     empty = pa.table({"k": pa.array([], pa.int64()), "ev": pa.array([], pa.int64())})
     entities = pa.table({"k": [1], "t": [1]})
-    assert as_of(empty, entities, ["k"], event_timestamp="ev", created_timestamp=None,
-                 entity_timestamp="t", ttl_micros=None).tolist() == [NO_MATCH]
-    assert as_of(empty, entities.slice(0, 0), ["k"], event_timestamp="ev", created_timestamp=None,
-                 entity_timestamp="t", ttl_micros=None).dtype == np.int64
+    assert as_of(
+        empty,
+        entities,
+        ["k"],
+        event_timestamp="ev",
+        created_timestamp=None,
+        entity_timestamp="t",
+        ttl_micros=None,
+    ).tolist() == [NO_MATCH]
+    assert (
+        as_of(
+            empty,
+            entities.slice(0, 0),
+            ["k"],
+            event_timestamp="ev",
+            created_timestamp=None,
+            entity_timestamp="t",
+            ttl_micros=None,
+        ).dtype
+        == np.int64
+    )

@@ -49,7 +49,9 @@ def test_round_trip_of_every_type_including_nulls(row: tuple[int, int | None, li
 
 
 @given(int64s, int64s, int64s, int64s)
-def test_timestamp_prefix_orders_like_the_timestamp_pair(e1: int, c1: int, e2: int, c2: int) -> None:
+def test_timestamp_prefix_orders_like_the_timestamp_pair(
+    e1: int, c1: int, e2: int, c2: int
+) -> None:
     codec = RowCodec([Feature("x", ValueType.INT64)])
     a = timestamp_prefix(codec.encode(e1, c1, [1]))
     b = timestamp_prefix(codec.encode(e2, c2, [1]))
@@ -63,11 +65,23 @@ def test_missing_created_timestamp_sorts_below_any_real_one() -> None:
 
 
 def test_rows_written_before_a_schema_change_stay_readable() -> None:
-    old = RowCodec([Feature("a", ValueType.INT64), Feature("gone", ValueType.STRING),
-                    Feature("b", ValueType.DOUBLE), Feature("retyped", ValueType.INT32)])
+    old = RowCodec(
+        [
+            Feature("a", ValueType.INT64),
+            Feature("gone", ValueType.STRING),
+            Feature("b", ValueType.DOUBLE),
+            Feature("retyped", ValueType.INT32),
+        ]
+    )
     row = old.encode(10, 11, [1, "bye", 2.5, 7])
-    new = RowCodec([Feature("b", ValueType.DOUBLE), Feature("added", ValueType.FLOAT_LIST),
-                    Feature("a", ValueType.INT64), Feature("retyped", ValueType.INT64)])
+    new = RowCodec(
+        [
+            Feature("b", ValueType.DOUBLE),
+            Feature("added", ValueType.FLOAT_LIST),
+            Feature("a", ValueType.INT64),
+            Feature("retyped", ValueType.INT64),
+        ]
+    )
     decoded = new.decode(row)
     assert decoded.values == (2.5, None, 1, None)
     assert (decoded.event_timestamp, decoded.created_timestamp) == (10, 11)
@@ -87,8 +101,13 @@ def test_fingerprint_depends_on_names_types_and_order() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [(ValueType.INT32, 2**31), (ValueType.INT64, "7"), (ValueType.STRING, 5),
-     (ValueType.FLOAT_LIST, [1.0, None]), (ValueType.BYTES, "text")],
+    [
+        (ValueType.INT32, 2**31),
+        (ValueType.INT64, "7"),
+        (ValueType.STRING, 5),
+        (ValueType.FLOAT_LIST, [1.0, None]),
+        (ValueType.BYTES, "text"),
+    ],
 )
 def test_values_that_do_not_fit_name_the_feature(kind: ValueType, value: Any) -> None:
     codec = RowCodec([Feature("ok", ValueType.INT64), Feature("bad", kind)])

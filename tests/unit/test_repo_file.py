@@ -3,7 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from ferry.core import FeatureRef, RepoError, UnknownReferenceError, ValueType, load_repo, parse_repo
+from ferry.core import (
+    FeatureRef,
+    RepoError,
+    UnknownReferenceError,
+    ValueType,
+    load_repo,
+    parse_repo,
+)
 
 SAMPLE = Path(__file__).parents[2] / "samples" / "fraud" / "feature_repo.yaml"
 
@@ -29,7 +36,9 @@ def test_sample_repo_loads() -> None:
 def test_refs_resolve_in_order_and_expand_stars() -> None:
     repo = load_repo(SAMPLE)
     assert repo.resolve(["merchant_stats:category", "merchant_stats:*"])[:2] == (
-        FeatureRef("merchant_stats", "category"), FeatureRef("merchant_stats", "chargeback_rate"))
+        FeatureRef("merchant_stats", "category"),
+        FeatureRef("merchant_stats", "chargeback_rate"),
+    )
     for bad in ["nope:x", "user_stats:nope", "user_stats", ":x"]:
         with pytest.raises(UnknownReferenceError):
             repo.resolve([bad])
@@ -112,8 +121,12 @@ def test_duplicates_are_reported() -> None:
         ("", "/repo/features.yaml: the file is empty"),
         ("project: [\n", "/repo/features.yaml:2: not valid YAML"),
         ("- a\n- b\n", "/repo/features.yaml:1: expected a mapping, found a list"),
-        ("project: 'bad name'\noffline_store: {root: d}\nentities: {e: {join_keys: {k: int64}}}\n",
-         "/repo/features.yaml:1: project: expected a name of letters, digits and _, found 'bad name'"),
+        (
+            "project: 'bad name'\noffline_store: {root: d}\n"
+            "entities: {e: {join_keys: {k: int64}}}\n",
+            "/repo/features.yaml:1: project: expected a name of letters, digits and _, "
+            "found 'bad name'",
+        ),
     ],
 )
 def test_broken_files(text: str, expected: str) -> None:

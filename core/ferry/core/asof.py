@@ -108,13 +108,21 @@ def latest_per_key(
     materializer writes. Keys without a match (all rows later than ``at_micros``, or too old
     for the TTL) are left out.
     """
-    keys = features.select(list(join_keys)).group_by(list(join_keys), use_threads=False).aggregate([])
+    keys = (
+        features.select(list(join_keys)).group_by(list(join_keys), use_threads=False).aggregate([])
+    )
     entities = keys.append_column(
         "__as_of__", pa.array(np.full(keys.num_rows, at_micros, dtype=np.int64))
     )
-    found = as_of(features, entities, join_keys, event_timestamp=event_timestamp,
-                  created_timestamp=created_timestamp, entity_timestamp="__as_of__",
-                  ttl_micros=ttl_micros)
+    found = as_of(
+        features,
+        entities,
+        join_keys,
+        event_timestamp=event_timestamp,
+        created_timestamp=created_timestamp,
+        entity_timestamp="__as_of__",
+        ttl_micros=ttl_micros,
+    )
     return np.sort(found[found != NO_MATCH])
 
 

@@ -110,25 +110,25 @@ class RowCodec:
             for tag, f in zip(tags, self.features, strict=True)
         )
         self.fingerprint = zlib.crc32(descriptors)
-        self._static = (
-            struct.pack(">IH", self.fingerprint, len(self.features)) + descriptors
-        )
+        self._static = struct.pack(">IH", self.fingerprint, len(self.features)) + descriptors
         self._layout = _Layout([(t, f.type) for t, f in zip(tags, self.features, strict=True)])
         self._positions = {tag: i for i, tag in enumerate(tags)}
         self._decoders: dict[bytes, Callable[[bytes, int], tuple[Any, ...]]] = {
             descriptors: self._layout.decode
         }
 
-    def encode(self, event_timestamp: int, created_timestamp: int | None,
-               values: Sequence[Any]) -> bytes:
+    def encode(
+        self, event_timestamp: int, created_timestamp: int | None, values: Sequence[Any]
+    ) -> bytes:
         """Encode one row; ``values`` follow the feature order, None meaning null.
 
         Raises:
             InvalidValueError: a value does not fit its feature's type.
         """
         created = NO_CREATED_TIMESTAMP if created_timestamp is None else created_timestamp
-        head = struct.pack(">BQQ", VERSION, (event_timestamp & _MASK) ^ _SIGN,
-                           (created & _MASK) ^ _SIGN)
+        head = struct.pack(
+            ">BQQ", VERSION, (event_timestamp & _MASK) ^ _SIGN, (created & _MASK) ^ _SIGN
+        )
         try:
             return head + self._static + self._layout.encode(values)
         except (struct.error, TypeError, AttributeError, OverflowError) as err:
@@ -150,8 +150,9 @@ class RowCodec:
             decoder = self._decoders[descriptors] = self._foreign_decoder(descriptors)
         created_ts = (created ^ _SIGN) - (1 << 64) if created < _SIGN else created ^ _SIGN
         event_ts = (event ^ _SIGN) - (1 << 64) if event < _SIGN else event ^ _SIGN
-        return DecodedRow(event_ts, None if created_ts == NO_CREATED_TIMESTAMP else created_ts,
-                          decoder(row, end))
+        return DecodedRow(
+            event_ts, None if created_ts == NO_CREATED_TIMESTAMP else created_ts, decoder(row, end)
+        )
 
     def _foreign_decoder(self, descriptors: bytes) -> Callable[[bytes, int], tuple[Any, ...]]:
         """A decoder for rows written under another schema, mapped onto this one."""
@@ -197,8 +198,9 @@ class _Layout:
         self.types = [t for _, t in fields]
         self.fixed = [i for i, t in enumerate(self.types) if t in _FIXED_FORMATS]
         self.var = [i for i, t in enumerate(self.types) if t not in _FIXED_FORMATS]
-        self.fixed_struct = struct.Struct("<" + "".join(_FIXED_FORMATS[self.types[i]]
-                                                         for i in self.fixed))
+        self.fixed_struct = struct.Struct(
+            "<" + "".join(_FIXED_FORMATS[self.types[i]] for i in self.fixed)
+        )
         self.bitmap_size = (len(self.types) + 7) // 8
         self.zeros = [False if self.types[i] is ValueType.BOOL else 0 for i in self.fixed]
 

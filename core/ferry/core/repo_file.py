@@ -32,6 +32,7 @@ from ferry.core.errors import InvalidValueError, Problem, RepoError, UnknownRefe
 from ferry.core.repo import (
     Entity,
     Feature,
+    FeatureRef,
     FeatureRepo,
     FeatureService,
     FeatureView,
@@ -44,8 +45,16 @@ from ferry.core.types import JOIN_KEY_TYPES, ValueType
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = ", ".join(t.value for t in ValueType)
-_TOP_FIELDS = ("project", "description", "offline_store", "online_store", "entities",
-               "feature_views", "feature_services")
+_MISSING = "!ferry/missing"
+_TOP_FIELDS = (
+    "project",
+    "description",
+    "offline_store",
+    "online_store",
+    "entities",
+    "feature_views",
+    "feature_services",
+)
 _ENTITY_FIELDS = ("join_keys", "description")
 _VIEW_FIELDS = ("entities", "source", "ttl", "features", "description")
 _SOURCE_FIELDS = ("path", "timestamp_field", "created_timestamp_field")
@@ -106,15 +115,21 @@ class _Reader:
     ) -> dict[str, yaml.Node] | None:
         """A mapping with known string keys; unknown or duplicate keys are problems."""
         items = self.mapping(node, path)
-        if items is None:
+        if items is None or node is None:
             return None
         out: dict[str, yaml.Node] = {}
         for key, key_node, value in items:
             if key not in allowed:
-                self.problem(key_node, _join(path, key),
-                             "unknown field; expected one of: " + ", ".join(allowed))
+                self.problem(
+                    key_node,
+                    _join(path, key),
+                    "unknown field; expected one of: " + ", ".join(allowed),
+                )
             else:
                 out[key] = value
+        for key in allowed:
+            # A missing field is reported at the line of the mapping that lacks it.
+            out.setdefault(key, yaml.ScalarNode(_MISSING, "", node.start_mark, node.end_mark))
         return out
 
     def mapping(
@@ -124,7 +139,7 @@ class _Reader:
             self.problem(node, path, f"expected a mapping, found {_kind(node)}")
             return None
         seen: set[str] = set()
-        out = []
+        out: list[tuple[str, yaml.Node, yaml.Node]] = []
         for key_node, value in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(key_node, path, "expected a text key")
@@ -182,15 +197,16 @@ class _Reader:
             return None
         project = self.name(top.get("project"), "project")
         offline_root = self.offline_root(top.get("offline_store"))
-        online = top.get("online_store")
-        online_store = self.online_store(online) if online is not None else None
+        online = top["online_store"]
+        online_store = None if _is_null(online) else self.online_store(online)
         entities = self.entities(top.get("entities"))
         views = self.views(top.get("feature_views"), entities)
         services = self.services(top.get("feature_services"), views)
         if project is None or offline_root is None or self.problems:
             return None
-        return FeatureRepo(project, entities, views, services, offline_root, online_store,
-                           self.file)
+        return FeatureRepo(
+            project, entities, views, services, offline_root, online_store, self.file
+        )
 
     def offline_root(self, node: yaml.Node | None) -> str | None:
         fields = self.fields(node, "offline_store", ("root",))
@@ -219,18 +235,23 @@ class _Reader:
             fields = self.fields(value, path, _ENTITY_FIELDS)
             if fields is None:
                 continue
-            keys = []
-            for key, knode, tnode in self.mapping(fields.get("join_keys"), f"{path}.join_keys") or []:
+            keys, before = [], len(self.problems)
+            for key, knode, tnode in (
+                self.mapping(fields.get("join_keys"), f"{path}.join_keys") or []
+            ):
                 kpath = f"{path}.join_keys.{key}"
                 if not _NAME.match(key):
                     self.problem(knode, kpath, "expected a name of letters, digits and _")
                 kind = self.value_type(tnode, kpath)
                 if kind is not None and kind not in JOIN_KEY_TYPES:
-                    self.problem(tnode, kpath, "a join key must be int64, int32 or string, "
-                                 f"found {kind.value}")
+                    self.problem(
+                        tnode,
+                        kpath,
+                        f"a join key must be int64, int32 or string, found {kind.value}",
+                    )
                 elif kind is not None:
                     keys.append(JoinKey(key, kind))
-            if fields.get("join_keys") is not None and not keys and not self.problems:
+            if not keys and len(self.problems) == before:
                 self.problem(fields.get("join_keys"), f"{path}.join_keys", "expected a join key")
             out[name] = Entity(name, tuple(keys), self.description(fields, path))
         if not out and not any(p.path.startswith("entities") for p in self.problems):
@@ -239,7 +260,9 @@ class _Reader:
 
     def description(self, fields: dict[str, yaml.Node], path: str) -> str:
         node = fields.get("description")
-        return "" if node is None else (self.text(node, f"{path}.description") or "")
+        return (
+            "" if node is None or _is_null(node) else (self.text(node, f"{path}.description") or "")
+        )
 
     def views(self, node: yaml.Node | None, entities: dict[str, Entity]) -> dict[str, FeatureView]:
         out: dict[str, FeatureView] = {}
@@ -264,14 +287,17 @@ class _Reader:
         join_keys: list[JoinKey] = []
         for entity_name, enode in self.text_list(fields.get("entities"), f"{path}.entities"):
             if entity_name not in entities:
-                self.problem(enode, f"{path}.entities",
-                             f"unknown entity {entity_name!r}; declared: {', '.join(entities)}")
+                self.problem(
+                    enode,
+                    f"{path}.entities",
+                    f"unknown entity {entity_name!r}; declared: {', '.join(entities)}",
+                )
                 continue
             entity_names.append(entity_name)
             join_keys.extend(entities[entity_name].join_keys)
         source = self.source(fields.get("source"), f"{path}.source")
         ttl = None
-        if "ttl" in fields and not _is_null(fields["ttl"]):
+        if not _is_null(fields["ttl"]):
             ttl_text = self.text(fields["ttl"], f"{path}.ttl")
             try:
                 ttl = parse_duration(ttl_text) if ttl_text is not None else None
@@ -285,16 +311,27 @@ class _Reader:
                 reserved[source.created_timestamp_field] = "the created timestamp field"
         for feature, fnode in features:
             if feature.name in reserved:
-                self.problem(fnode, f"{path}.features.{feature.name}",
-                             f"a feature cannot have the name of {reserved[feature.name]}")
+                self.problem(
+                    fnode,
+                    f"{path}.features.{feature.name}",
+                    f"a feature cannot have the name of {reserved[feature.name]}",
+                )
         names = [k.name for k in join_keys]
         if len(set(names)) != len(names):
-            self.problem(fields.get("entities"), f"{path}.entities",
-                         "two entities share a join key name")
+            self.problem(
+                fields.get("entities"), f"{path}.entities", "two entities share a join key name"
+            )
         if len(self.problems) > before or source is None:
             return None
-        return FeatureView(name, tuple(entity_names), tuple(join_keys), source, ttl,
-                           tuple(f for f, _ in features), self.description(fields, path))
+        return FeatureView(
+            name,
+            tuple(entity_names),
+            tuple(join_keys),
+            source,
+            ttl,
+            tuple(f for f, _ in features),
+            self.description(fields, path),
+        )
 
     def source(self, node: yaml.Node | None, path: str) -> Source | None:
         fields = self.fields(node, path, _SOURCE_FIELDS)
@@ -309,8 +346,9 @@ class _Reader:
         if source_path is None or ts is None:
             return None
         if created == ts:
-            self.problem(created_node, f"{path}.created_timestamp_field",
-                         "must differ from timestamp_field")
+            self.problem(
+                created_node, f"{path}.created_timestamp_field", "must differ from timestamp_field"
+            )
         return Source(source_path, ts, created)
 
     def features(self, node: yaml.Node | None, path: str) -> list[tuple[Feature, yaml.Node]]:
@@ -348,7 +386,7 @@ class _Reader:
             fields = self.fields(value, path, _SERVICE_FIELDS)
             if fields is None:
                 continue
-            refs = []
+            refs: list[FeatureRef] = []
             for ref, ref_node in self.text_list(fields.get("features"), f"{path}.features"):
                 if ref.partition(":")[0] in self.declared_views - views.keys():
                     continue  # the view itself is invalid and already reported
@@ -358,8 +396,11 @@ class _Reader:
                     self.problem(ref_node, f"{path}.features", str(err))
             duplicates = sorted({str(r) for r in refs if refs.count(r) > 1})
             if duplicates:
-                self.problem(fields.get("features"), f"{path}.features",
-                             "features listed twice: " + ", ".join(duplicates))
+                self.problem(
+                    fields.get("features"),
+                    f"{path}.features",
+                    "features listed twice: " + ", ".join(duplicates),
+                )
             out[name] = FeatureService(name, tuple(refs), self.description(fields, path))
         return out
 
@@ -369,11 +410,12 @@ def _join(path: str, key: str) -> str:
 
 
 def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+    """Explicitly null (``~``, ``null``, nothing) or missing altogether."""
+    return isinstance(node, yaml.ScalarNode) and node.tag in ("tag:yaml.org,2002:null", _MISSING)
 
 
 def _kind(node: yaml.Node | None) -> str:
-    if node is None:
+    if node is None or node.tag == _MISSING:
         return "nothing (the field is missing)"
     if isinstance(node, yaml.MappingNode):
         return "a mapping"

@@ -77,5 +77,3 @@ _ELEMENT: dict[ValueType, ValueType] = {
 
 JOIN_KEY_TYPES = frozenset({ValueType.INT64, ValueType.INT32, ValueType.STRING})
 """Types a join key may have: the entity-key encoding covers integers and strings."""
-
-
