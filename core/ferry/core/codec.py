@@ -76,6 +76,17 @@ def timestamp_prefix(row: bytes) -> bytes:
     return row[_TIMESTAMPS]
 
 
+def event_timestamp_of(row: bytes) -> int:
+    """The event timestamp (µs) in a row's header, without decoding the row."""
+    return _unbias(int.from_bytes(row[1:9], "big"))
+
+
+def _unbias(stored: int) -> int:
+    """Undo the header's sign-bit flip: unsigned big-endian back to int64."""
+    raw = stored ^ _SIGN
+    return raw - (1 << 64) if raw >= _SIGN else raw
+
+
 def fingerprint_of(row: bytes) -> int:
     """The schema fingerprint a row was written with."""
     return int.from_bytes(row[17:21], "big")
@@ -148,10 +159,9 @@ class RowCodec:
         decoder = self._decoders.get(descriptors)
         if decoder is None:
             decoder = self._decoders[descriptors] = self._foreign_decoder(descriptors)
-        created_ts = (created ^ _SIGN) - (1 << 64) if created < _SIGN else created ^ _SIGN
-        event_ts = (event ^ _SIGN) - (1 << 64) if event < _SIGN else event ^ _SIGN
+        created_ts = _unbias(created)
         return DecodedRow(
-            event_ts, None if created_ts == NO_CREATED_TIMESTAMP else created_ts, decoder(row, end)
+            _unbias(event), None if created_ts == NO_CREATED_TIMESTAMP else created_ts, decoder(row, end)
         )
 
     def _foreign_decoder(self, descriptors: bytes) -> Callable[[bytes, int], tuple[Any, ...]]:

@@ -1,0 +1,28 @@
+"""Online stores behind one Protocol, and the offline Parquet reader."""
+
+from ferry.stores.base import (
+    OnlineStore,
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    expires_at_ms,
+    is_newer,
+    storage_key,
+)
+from ferry.stores.redis import RedisConfig, RedisOnlineStore
+from ferry.stores.sqlite import SqliteOnlineStore
+from ferry.stores.urls import open_online_store
+
+__all__ = [
+    "OnlineStore",
+    "ReadRequest",
+    "RedisConfig",
+    "RedisOnlineStore",
+    "SqliteOnlineStore",
+    "ViewTable",
+    "WriteResult",
+    "expires_at_ms",
+    "is_newer",
+    "open_online_store",
+    "storage_key",
+]

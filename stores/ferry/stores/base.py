@@ -1,0 +1,141 @@
+"""The online store Protocol: the one seam between Ferry and its key-value backends.
+
+A store keeps, per (project, view, entity key), the encoded row with the greatest
+(event_timestamp, created_timestamp) it was ever given, and per (project, view) a
+watermark. It does four things, each in one round trip per call where the backend allows:
+
+* ``read``: the rows of many keys of several views at once (serving asks for all views of a
+  request together);
+* ``write``: a batch of rows of one view, each stored only if it is newer than the stored
+  row (see ``is_newer``); returns how many were written and how many skipped;
+* ``read_watermarks`` / ``write_watermark``: how far materialization has got, per view;
+  a watermark never moves backwards.
+
+Rows carry their own timestamps and schema fingerprint in a fixed header (bytes 1..16 and
+17..20, see ``ferry.core.codec``), so a store compares rows without decoding them.
+
+How the backends still to come fit this Protocol unchanged:
+
+* Redis Cluster: keys hash to slots; ``read`` groups keys by slot and sends one MGET per slot
+  in a single non-transactional pipeline (redis-py's cluster pipeline routes each command to
+  its node), then restores request order. ``write`` groups rows by slot and runs the same Lua
+  script once per slot group (a script may only touch keys of one slot), all pipelined.
+  Watermarks live in one hash key, which sits in one slot.
+* DynamoDB: one table, partition key = the storage key, attributes ``v`` (row bytes), ``ts``
+  (the 16 header bytes, a binary attribute, compared bytewise like here), ``fp`` and
+  ``expires_at`` (DynamoDB TTL in seconds). ``read`` splits the keys into BatchGetItem calls of
+  at most 100 distinct keys, sends them concurrently, and re-sends UnprocessedKeys with
+  backoff until all are answered or the deadline passes. ``write`` issues conditional
+  PutItems (``attribute_not_exists(pk) OR ts < :ts OR (ts = :ts AND fp <> :fp)``)
+  concurrently; ConditionalCheckFailed counts as "skipped, stored row is newer", not an error.
+  Watermarks are items with a reserved key prefix, updated with a ``< :new`` condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ferry.core.codec import event_timestamp_of, fingerprint_of, timestamp_prefix
+
+
+@dataclass(frozen=True)
+class ViewTable:
+    """What a store needs to know of a feature view to keep its rows.
+
+    Attributes:
+        project: The repo's project; keys of different projects never collide.
+        view: The feature view's name.
+        ttl_micros: Rows may be dropped this long after max(write time, event time);
+            None keeps them forever.
+    """
+
+    project: str
+    view: str
+    ttl_micros: int | None = None
+
+    @property
+    def key_prefix(self) -> bytes:
+        """Prefix of every storage key of this view: ``project:view:``."""
+        return f"{self.project}:{self.view}:".encode()
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """Keys of one view to read (canonical entity keys, see ``ferry.core.keys``)."""
+
+    table: ViewTable
+    keys: Sequence[bytes]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Outcome of a conditional batch write.
+
+    Attributes:
+        written: Rows that were stored (newer than the stored row, or none was stored).
+        skipped_not_newer: Rows not stored because the stored row was as new or newer.
+    """
+
+    written: int
+    skipped_not_newer: int
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.written + other.written, self.skipped_not_newer + other.skipped_not_newer
+        )
+
+
+class OnlineStore(Protocol):
+    """An online store backend. All methods are coroutines; none retries on its own."""
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
+        """Rows for every key of every request, None where absent or expired.
+
+        Returns one list per request, each aligned with the request's keys.
+        """
+
+    async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
+        """Store (entity key, encoded row) pairs of one view, each only if newer.
+
+        A row is newer when its (event, created) timestamps are greater than the stored
+        row's, or equal but written under another schema fingerprint (re-materializing after
+        a view gained a feature must refresh rows). Keys must be distinct within a call.
+        """
+
+    async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:
+        """The watermark (µs) of each view that has one."""
+
+    async def write_watermark(self, project: str, view: str, micros: int) -> None:
+        """Raise the view's watermark to ``micros``; a lower value leaves it unchanged."""
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise StoreUnavailableError when it does not."""
+
+    async def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+
+def storage_key(table: ViewTable, entity_key: bytes) -> bytes:
+    """The backend key of one entity's row in one view."""
+    return table.key_prefix + entity_key
+
+
+def is_newer(new_row: bytes, stored_row: bytes) -> bool:
+    """The conditional-write rule every backend implements (in Lua, SQL or a condition)."""
+    new_ts, old_ts = timestamp_prefix(new_row), timestamp_prefix(stored_row)
+    if new_ts != old_ts:
+        return new_ts > old_ts
+    return fingerprint_of(new_row) != fingerprint_of(stored_row)
+
+
+def expires_at_ms(table: ViewTable, row: bytes, now_ms: int) -> int | None:
+    """When a stored row may be dropped: its TTL after max(now, event time), in ms.
+
+    Counting from the write (not only from the event) keeps rows that a historical
+    materialization loads; the server still reports rows past their TTL as stale.
+    """
+    if table.ttl_micros is None:
+        return None
+    return max(now_ms, event_timestamp_of(row) // 1000) + table.ttl_micros // 1000

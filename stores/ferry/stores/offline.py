@@ -1,0 +1,142 @@
+"""The offline store: Parquet files (a file or a folder of them) under a root, local or S3.
+
+A view's source is read with column projection and with the time window pushed down to
+Parquet row-group statistics, one bounded batch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from ferry.core.errors import SourceError
+from ferry.core.repo import FeatureRepo, FeatureView
+from ferry.core.timestamps import to_utc_micros
+from ferry.core.types import ValueType
+
+
+@dataclass(frozen=True)
+class Window:
+    """Event times to read, in µs: ``start <= t <= end`` and, if set, ``t > after``."""
+
+    start: int | None
+    end: int
+    after: int | None = None
+
+
+def source_location(repo: FeatureRepo, view: FeatureView) -> str:
+    """The path or URI of a view's source."""
+    return f"{repo.offline_root.rstrip('/')}/{view.source.path}"
+
+
+def open_source(repo: FeatureRepo, view: FeatureView) -> ds.Dataset:
+    """The view's source as a pyarrow dataset.
+
+    Raises:
+        SourceError: the path does not exist or holds no readable Parquet.
+    """
+    location = source_location(repo, view)
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(
+            location if "://" in location else f"file://{location}"
+        )
+        info = filesystem.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise SourceError(f"view {view.name!r}: source {location} does not exist")
+        return ds.dataset(path, filesystem=filesystem, format="parquet")
+    except (OSError, pa.ArrowInvalid) as err:
+        raise SourceError(f"view {view.name!r}: cannot read source {location}: {err}") from err
+
+
+def check_source(repo: FeatureRepo, view: FeatureView) -> list[str]:
+    """Every mismatch between a view's declaration and its source's columns and types."""
+    try:
+        schema = open_source(repo, view).schema
+    except SourceError as err:
+        return [str(err)]
+    where = f"view {view.name!r}: source {source_location(repo, view)}"
+    expected: list[tuple[str, str, ValueType | None]] = [
+        (k.name, "join key", k.type) for k in view.join_keys
+    ]
+    expected.append((view.source.timestamp_field, "timestamp field", None))
+    if view.source.created_timestamp_field:
+        expected.append((view.source.created_timestamp_field, "created timestamp field", None))
+    expected.extend((f.name, "feature", f.type) for f in view.features)
+    problems = []
+    for name, role, kind in expected:
+        index = schema.get_field_index(name)
+        if index < 0:
+            problems.append(f"{where}: has no column {name!r} ({role})")
+            continue
+        found = schema.field(index).type
+        want = "timestamp" if kind is None else kind.value
+        ok = pa.types.is_timestamp(found) if kind is None else kind.accepts(found)
+        if not ok:
+            problems.append(f"{where}: column {name!r} ({role}) is {found}, expected {want}")
+    return problems
+
+
+def scan(
+    dataset: ds.Dataset, view: FeatureView, window: Window, batch_rows: int
+) -> Iterator[tuple[int, pa.Table]]:
+    """Yield (rows read, rows in the window) for each batch of at most ``batch_rows``.
+
+    Row groups whose statistics rule the window out are never read. Rows with a null event
+    time are kept (so callers can count them); timestamps come back as timestamp[us, UTC].
+    """
+    ts = view.source.timestamp_field
+    columns = [*view.join_key_names, ts]
+    if view.source.created_timestamp_field:
+        columns.append(view.source.created_timestamp_field)
+    columns.extend(f.name for f in view.features)
+    time_type = dataset.schema.field(ts).type
+    prune = _window_filter(ds.field(ts), window, time_type)
+    for fragment in dataset.get_fragments(filter=prune):
+        for piece in fragment.split_by_row_group(filter=prune):
+            for batch in piece.to_batches(columns=columns, batch_size=batch_rows):
+                table = _normalise_times(pa.Table.from_batches([batch]), view)
+                times = table[ts]
+                keep = pc.or_kleene(
+                    pc.is_null(times),
+                    _window_mask(times, window),
+                )
+                yield batch.num_rows, table.filter(keep)
+
+
+def _window_filter(field: ds.Expression, window: Window, time_type: pa.DataType) -> ds.Expression:
+    def at(micros: int) -> pa.Scalar:
+        return pa.scalar(micros, pa.timestamp("us", tz="UTC")).cast(time_type)
+
+    expr = field <= at(window.end)
+    if window.start is not None:
+        expr = expr & (field >= at(window.start))
+    if window.after is not None:
+        expr = expr & (field > at(window.after))
+    return field.is_null() | expr
+
+
+def _window_mask(times: pa.ChunkedArray, window: Window) -> pa.ChunkedArray:
+    def at(micros: int) -> pa.Scalar:
+        return pa.scalar(micros, pa.timestamp("us", tz="UTC"))
+
+    mask = pc.less_equal(times, at(window.end))
+    if window.start is not None:
+        mask = pc.and_(mask, pc.greater_equal(times, at(window.start)))
+    if window.after is not None:
+        mask = pc.and_(mask, pc.greater(times, at(window.after)))
+    return mask
+
+
+def _normalise_times(table: pa.Table, view: FeatureView) -> pa.Table:
+    names = [view.source.timestamp_field, view.source.created_timestamp_field]
+    names += [f.name for f in view.features if f.type is ValueType.TIMESTAMP]
+    for name in names:
+        if name:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, to_utc_micros(table[name]))
+    return table

@@ -1,0 +1,163 @@
+"""The embedded default online store: one SQLite file, no server.
+
+All SQLite work runs on one dedicated thread (a connection belongs to its thread), so the
+event loop never blocks on disk. WAL mode lets a server read while a materializer writes.
+The conditional write is a single UPSERT whose WHERE clause is ``is_newer``: the 16 header
+bytes compare as a BLOB exactly as (event_timestamp, created_timestamp) compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ferry.core.codec import fingerprint_of, timestamp_prefix
+from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult, expires_at_ms, storage_key
+
+_T = TypeVar("_T")
+# SQLite allows 32,766 host parameters per statement; stay well below.
+_READ_CHUNK = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ferry_rows (
+    key BLOB PRIMARY KEY,
+    value BLOB NOT NULL,
+    ts BLOB NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    expires_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ferry_watermarks (
+    project TEXT NOT NULL,
+    view TEXT NOT NULL,
+    micros INTEGER NOT NULL,
+    PRIMARY KEY (project, view)
+);
+"""
+
+_UPSERT = """
+INSERT INTO ferry_rows (key, value, ts, fingerprint, expires_at_ms) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value, ts = excluded.ts, fingerprint = excluded.fingerprint,
+    expires_at_ms = excluded.expires_at_ms
+WHERE excluded.ts > ferry_rows.ts
+   OR (excluded.ts = ferry_rows.ts AND excluded.fingerprint != ferry_rows.fingerprint)
+   OR ferry_rows.expires_at_ms <= ?
+"""
+
+_RAISE_WATERMARK = """
+INSERT INTO ferry_watermarks (project, view, micros) VALUES (?, ?, ?)
+ON CONFLICT (project, view) DO UPDATE SET micros = excluded.micros
+WHERE excluded.micros > ferry_watermarks.micros
+"""
+
+
+class SqliteOnlineStore:
+    """Online store in a local SQLite file (created if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return work(self._conn)
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailableError(f"sqlite store {self.path}: {err}") from err
+        except sqlite3.Error as err:
+            raise StoreError(f"sqlite store {self.path}: {err}") from err
+
+    def _connect(self) -> sqlite3.Connection:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
+        keys = [storage_key(r.table, k) for r in requests for k in r.keys]
+
+        def work(conn: sqlite3.Connection) -> dict[bytes, bytes]:
+            now_ms = time.time_ns() // 1_000_000
+            found: dict[bytes, bytes] = {}
+            for i in range(0, len(keys), _READ_CHUNK):
+                chunk = keys[i : i + _READ_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for key, value, expires in conn.execute(
+                    f"SELECT key, value, expires_at_ms FROM ferry_rows WHERE key IN ({marks})",
+                    chunk,
+                ):
+                    if expires is None or expires > now_ms:
+                        found[key] = value
+            return found
+
+        found = await self._run(work) if keys else {}
+        return [[found.get(storage_key(r.table, k)) for k in r.keys] for r in requests]
+
+    async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
+        if not rows:
+            return WriteResult(0, 0)
+
+        def work(conn: sqlite3.Connection) -> int:
+            now_ms = time.time_ns() // 1_000_000
+            params = [
+                (
+                    storage_key(table, key),
+                    row,
+                    timestamp_prefix(row),
+                    fingerprint_of(row),
+                    expires_at_ms(table, row, now_ms),
+                    now_ms,
+                )
+                for key, row in rows
+            ]
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+
+        written = await self._run(work)
+        return WriteResult(written, len(rows) - written)
+
+    async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT view, micros FROM ferry_watermarks WHERE project = ?", (project,)
+            )
+            return {view: micros for view, micros in rows if view in views}
+
+        return await self._run(work)
+
+    async def write_watermark(self, project: str, view: str, micros: int) -> None:
+        await self._run(lambda conn: conn.execute(_RAISE_WATERMARK, (project, view, micros)))
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._conn is not None:
+            await self._run(work)
+            self._conn = None
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,35 @@
+"""Open an online store from its URL: the one place URL schemes map to backends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ferry.core.errors import StoreError
+from ferry.stores.base import OnlineStore
+from ferry.stores.redis import RedisConfig, RedisOnlineStore
+from ferry.stores.sqlite import SqliteOnlineStore
+
+SCHEMES = ("sqlite:///PATH", "redis://HOST:PORT/DB")
+
+
+def open_online_store(url: str) -> OnlineStore:
+    """The store an URL names. Connections open lazily, on first use.
+
+    Raises:
+        StoreError: the URL's scheme is not supported or it lacks a part.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        # As in SQLAlchemy: sqlite:///rel.db is relative, sqlite:////abs/x.db absolute.
+        path = url.removeprefix("sqlite:///")
+        if path == url or not path:
+            raise StoreError(f"online store URL {url!r}: expected sqlite:///PATH")
+        return SqliteOnlineStore(path)
+    if scheme == "redis":
+        if not urlsplit(url).hostname:
+            raise StoreError(f"online store URL {url!r}: expected redis://HOST:PORT/DB")
+        return RedisOnlineStore(RedisConfig(url))
+    raise StoreError(
+        f"online store URL {url!r}: unsupported scheme {scheme!r}; expected one of "
+        + ", ".join(SCHEMES)
+    )
