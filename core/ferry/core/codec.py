@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from ferry.core.errors import InvalidValueError
 from ferry.core.repo import Feature
 from ferry.core.types import ValueType
@@ -145,6 +147,37 @@ class RowCodec:
         except (struct.error, TypeError, AttributeError, OverflowError) as err:
             raise InvalidValueError(self._explain(values, err)) from err
 
+    def encode_table(
+        self, table: pa.Table, event_timestamp: str, created_timestamp: str | None
+    ) -> list[bytes]:
+        """Encode every row of an Arrow table holding the timestamp columns and the features.
+
+        Timestamp columns may be Arrow timestamps or int64 µs. Columns are converted to
+        Python values column by column (one C call each), then packed row by row.
+
+        Raises:
+            InvalidValueError: a value does not fit its feature; the message names the row.
+        """
+        events = _micros_list(table[event_timestamp])
+        if created_timestamp is None:
+            created: list[int | None] = [None] * table.num_rows
+        else:
+            created = _micros_list(table[created_timestamp])
+        columns = [
+            _micros_list(table[f.name])
+            if f.type is ValueType.TIMESTAMP
+            else table[f.name].to_pylist()
+            for f in self.features
+        ]
+        encode = self.encode
+        out = []
+        for i, (event, made, *values) in enumerate(zip(events, created, *columns, strict=True)):
+            try:
+                out.append(encode(event, made, values))
+            except InvalidValueError as err:
+                raise InvalidValueError(f"row {i}: {err}") from err
+        return out
+
     def decode(self, row: bytes) -> DecodedRow:
         """Decode a row written under this or any earlier schema of the view.
 
@@ -161,7 +194,9 @@ class RowCodec:
             decoder = self._decoders[descriptors] = self._foreign_decoder(descriptors)
         created_ts = _unbias(created)
         return DecodedRow(
-            _unbias(event), None if created_ts == NO_CREATED_TIMESTAMP else created_ts, decoder(row, end)
+            _unbias(event),
+            None if created_ts == NO_CREATED_TIMESTAMP else created_ts,
+            decoder(row, end),
         )
 
     def _foreign_decoder(self, descriptors: bytes) -> Callable[[bytes, int], tuple[Any, ...]]:
@@ -199,6 +234,13 @@ class RowCodec:
             except (struct.error, TypeError, AttributeError, OverflowError, ValueError):
                 return f"feature {feature.name!r} ({feature.type.value}) cannot hold {value!r}"
         return f"cannot encode the row: {err}"
+
+
+def _micros_list(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """Python ints of µs since the epoch (None for nulls) from a timestamp or int column."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us", tz=column.type.tz), safe=False).cast(pa.int64())
+    return list(column.to_pylist())
 
 
 class _Layout:

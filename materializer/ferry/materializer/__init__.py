@@ -1,0 +1,20 @@
+"""The materialization job: loads the online store from the offline store, as of a time."""
+
+from ferry.materializer.job import JobConfig, ViewReport, materialize, total_rows
+from ferry.materializer.plan import ViewPlan, plan_incremental, plan_window, select_views
+from ferry.materializer.progress import Progress, SilentProgress, TerminalProgress, progress_for
+
+__all__ = [
+    "JobConfig",
+    "Progress",
+    "SilentProgress",
+    "TerminalProgress",
+    "ViewPlan",
+    "ViewReport",
+    "materialize",
+    "plan_incremental",
+    "plan_window",
+    "progress_for",
+    "select_views",
+    "total_rows",
+]

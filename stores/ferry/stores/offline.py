@@ -81,31 +81,44 @@ def check_source(repo: FeatureRepo, view: FeatureView) -> list[str]:
     return problems
 
 
+def row_groups(dataset: ds.Dataset, view: FeatureView, window: Window) -> list[ds.Fragment]:
+    """The row groups of a source that may hold rows of the window, by their statistics.
+
+    Rows with a null event time are never ruled out, so callers can count them.
+    """
+    ts = view.source.timestamp_field
+    prune = _window_filter(ds.field(ts), window, dataset.schema.field(ts).type)
+    return [
+        piece
+        for fragment in dataset.get_fragments(filter=prune)
+        for piece in fragment.split_by_row_group(filter=prune)
+    ]
+
+
+def count_rows(pieces: list[ds.Fragment]) -> int:
+    """Rows in the given row groups, from Parquet metadata alone."""
+    return sum(rg.num_rows for piece in pieces for rg in piece.row_groups)
+
+
 def scan(
-    dataset: ds.Dataset, view: FeatureView, window: Window, batch_rows: int
+    pieces: list[ds.Fragment], view: FeatureView, window: Window, batch_rows: int
 ) -> Iterator[tuple[int, pa.Table]]:
     """Yield (rows read, rows in the window) for each batch of at most ``batch_rows``.
 
-    Row groups whose statistics rule the window out are never read. Rows with a null event
-    time are kept (so callers can count them); timestamps come back as timestamp[us, UTC].
+    Only the view's columns are read. Rows with a null event time are kept (so callers can
+    count them); timestamps come back as timestamp[us, UTC].
     """
     ts = view.source.timestamp_field
     columns = [*view.join_key_names, ts]
     if view.source.created_timestamp_field:
         columns.append(view.source.created_timestamp_field)
     columns.extend(f.name for f in view.features)
-    time_type = dataset.schema.field(ts).type
-    prune = _window_filter(ds.field(ts), window, time_type)
-    for fragment in dataset.get_fragments(filter=prune):
-        for piece in fragment.split_by_row_group(filter=prune):
-            for batch in piece.to_batches(columns=columns, batch_size=batch_rows):
-                table = _normalise_times(pa.Table.from_batches([batch]), view)
-                times = table[ts]
-                keep = pc.or_kleene(
-                    pc.is_null(times),
-                    _window_mask(times, window),
-                )
-                yield batch.num_rows, table.filter(keep)
+    for piece in pieces:
+        for batch in piece.to_batches(columns=columns, batch_size=batch_rows):
+            table = _normalise_times(pa.Table.from_batches([batch]), view)
+            times = table[ts]
+            keep = pc.or_kleene(pc.is_null(times), _window_mask(times, window))
+            yield batch.num_rows, table.filter(keep)
 
 
 def _window_filter(field: ds.Expression, window: Window, time_type: pa.DataType) -> ds.Expression:

@@ -1,0 +1,118 @@
+"""``ferry lookup``: read rows straight from the online store, without a server.
+
+For operators and the sample: it shows exactly what the materializer stored (values, event
+and created timestamps), decoded with the view's current schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+from typing import Any
+
+from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.core.codec import RowCodec
+from ferry.core.errors import InvalidValueError
+from ferry.core.keys import encode_key
+from ferry.core.repo import FeatureView
+from ferry.core.timestamps import format_micros
+from ferry.core.types import ValueType
+from ferry.stores.base import ReadRequest, ViewTable
+from ferry.stores.urls import open_online_store
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "lookup",
+        help="print stored rows of one view for some entities, straight from the online store",
+    )
+    add_repo_arguments(parser)
+    parser.add_argument("--view", required=True, help="the feature view")
+    parser.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="values of one join key; repeat for each join key of the view",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = load(args)
+    view = repo.view(args.view)
+    keys = entity_keys(view, args.entity)
+    store = open_online_store(online_store_url(args, repo))
+
+    async def read() -> list[bytes | None]:
+        try:
+            table = ViewTable(repo.project, view.name, view.ttl_micros)
+            return (await store.read([ReadRequest(table, [encode_key(k) for k in keys])]))[0]
+        finally:
+            await store.close()
+
+    codec = RowCodec(view.features)
+    for key, row in zip(keys, asyncio.run(read()), strict=True):
+        line: dict[str, Any] = dict(zip(view.join_key_names, key, strict=True))
+        if row is None:
+            line["found"] = False
+        else:
+            decoded = codec.decode(row)
+            line["found"] = True
+            line["event_timestamp"] = format_micros(decoded.event_timestamp)
+            created = decoded.created_timestamp
+            line["created_timestamp"] = None if created is None else format_micros(created)
+            for feature, value in zip(view.features, decoded.values, strict=True):
+                line[feature.name] = _jsonable(feature.type, value)
+        print(json.dumps(line, ensure_ascii=False))
+    return 0
+
+
+def entity_keys(view: FeatureView, specs: list[str]) -> list[tuple[int | str, ...]]:
+    """Parse ``KEY=V1,V2`` options into one key tuple per entity, in join-key order.
+
+    Raises:
+        InvalidValueError: a join key is missing, unknown, repeated, mistyped or the value
+            lists differ in length.
+    """
+    columns: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep:
+            raise InvalidValueError(f"--entity {spec!r}: expected KEY=V1,V2,...")
+        if name in columns:
+            raise InvalidValueError(f"--entity {name}: given twice")
+        columns[name] = values.split(",")
+    expected = set(view.join_key_names)
+    if set(columns) != expected:
+        raise InvalidValueError(
+            f"view {view.name!r} needs --entity for exactly its join keys "
+            f"{', '.join(view.join_key_names)}; got {', '.join(columns) or 'none'}"
+        )
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise InvalidValueError("every --entity needs the same number of values")
+    typed: list[list[int | str]] = []
+    for key in view.join_keys:
+        if key.type is ValueType.STRING:
+            typed.append(list(columns[key.name]))
+            continue
+        try:
+            typed.append([int(v) for v in columns[key.name]])
+        except ValueError:
+            raise InvalidValueError(
+                f"--entity {key.name}: values must be integers ({key.type.value})"
+            ) from None
+    return list(zip(*typed, strict=True))
+
+
+def _jsonable(kind: ValueType, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind is ValueType.TIMESTAMP:
+        return format_micros(value)
+    if kind is ValueType.BYTES:
+        return base64.b64encode(value).decode()
+    return value

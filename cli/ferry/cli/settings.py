@@ -1,0 +1,58 @@
+"""Deployment settings shared by subcommands: where the repo's stores are.
+
+Store endpoints are deployment settings, not definitions: a flag wins over an environment
+variable, which wins over the default the repo file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from ferry.core.errors import FerryError
+from ferry.core.repo import FeatureRepo
+from ferry.core.repo_file import load_repo
+
+ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
+OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
+
+
+def add_repo_arguments(parser: argparse.ArgumentParser, online: bool = True) -> None:
+    parser.add_argument("repo_file", help="the feature repo YAML file")
+    parser.add_argument(
+        "--offline-root",
+        help=f"root of the offline store (overrides ${OFFLINE_ROOT_ENV} and the repo file)",
+    )
+    if online:
+        parser.add_argument(
+            "--online-store",
+            help="online store URL: sqlite:///PATH or redis://HOST:PORT/DB (overrides "
+            f"${ONLINE_STORE_ENV} and the repo file's online_store)",
+        )
+
+
+def load(args: argparse.Namespace) -> FeatureRepo:
+    """The repo file, with the offline root taken from the flag or environment if given."""
+    repo = load_repo(args.repo_file)
+    root = args.offline_root or os.environ.get(OFFLINE_ROOT_ENV)
+    if root:
+        repo = dataclasses.replace(
+            repo, offline_root=root if "://" in root else os.path.abspath(root)
+        )
+    return repo
+
+
+def online_store_url(args: argparse.Namespace, repo: FeatureRepo) -> str:
+    """The online store URL to use.
+
+    Raises:
+        FerryError: none is given anywhere.
+    """
+    url = args.online_store or os.environ.get(ONLINE_STORE_ENV) or repo.online_store
+    if not url:
+        raise FerryError(
+            f"no online store: pass --online-store, set ${ONLINE_STORE_ENV}, or name "
+            "online_store in the repo file"
+        )
+    return str(url)

@@ -1,0 +1,227 @@
+"""The materialization job: offline Parquet -> as-of at the window's end -> online store.
+
+Per view: read the source's row groups that may hold rows of the window (statistics
+pushdown, column projection), in bounded batches; drop rows with a null key or event time
+(counted); gather at least ``batch_rows`` rows; keep each key's as-of row at ``end`` (the one
+rule of ``ferry.core.asof``); encode; and write through the store's timestamp-conditional
+writer with at most ``max_writes_in_flight`` batches outstanding, so reading and encoding
+overlap the store's work and memory stays bounded whatever the input size.
+
+Reducing within a batch is enough: a key's rows in different batches are reconciled by the
+conditional write, which keeps the greatest (event, created) timestamps. For the same
+reason a failed or killed run is simply run again; the watermark moves to ``end`` only
+after every write of the view has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ferry.core.asof import latest_per_key
+from ferry.core.codec import RowCodec
+from ferry.core.errors import SourceError
+from ferry.core.keys import encode_key_columns
+from ferry.core.repo import FeatureRepo, FeatureView
+from ferry.materializer.plan import ViewPlan
+from ferry.materializer.progress import Progress, SilentProgress
+from ferry.stores.base import OnlineStore, ViewTable, WriteResult
+from ferry.stores.offline import check_source, count_rows, open_source, row_groups, scan
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Tuning of a materialization.
+
+    Attributes:
+        batch_rows: Rows reduced, encoded and written together. Default 65,536: large enough
+            to amortise a store round trip, small enough to keep peak memory in the tens of MB.
+        max_writes_in_flight: Batches written concurrently. Default 2: one in the store while
+            the next is encoded.
+    """
+
+    batch_rows: int = 65_536
+    max_writes_in_flight: int = 2
+
+
+@dataclass
+class ViewReport:
+    """What a view's materialization did.
+
+    rows_read: rows of the row groups read (those whose statistics may hold the window).
+    rows_skipped_null_timestamp: rows read whose event time is null.
+    rows_outside_window: rows read whose event time is outside the window or the TTL at end.
+    rows_in_window: the rest, which add up as rows_skipped_null_key + rows_superseded
+        (not their key's as-of row within their batch) + rows_written +
+        rows_skipped_not_newer (the store held a row as new or newer).
+    """
+
+    view: str
+    start: int | None
+    end: int
+    rows_read: int = 0
+    rows_in_window: int = 0
+    rows_outside_window: int = 0
+    rows_superseded: int = 0
+    rows_written: int = 0
+    rows_skipped_not_newer: int = 0
+    rows_skipped_null_key: int = 0
+    rows_skipped_null_timestamp: int = 0
+    seconds: float = 0.0
+    batches: int = field(default=0, repr=False)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, result: WriteResult) -> None:
+        self.rows_written += result.written
+        self.rows_skipped_not_newer += result.skipped_not_newer
+
+
+async def materialize(
+    repo: FeatureRepo,
+    store: OnlineStore,
+    plans: Sequence[ViewPlan],
+    config: JobConfig = JobConfig(),
+    progress: Progress | None = None,
+) -> list[ViewReport]:
+    """Materialize every planned view, one after the other, and raise their watermarks.
+
+    Every source is checked against its declaration before anything is written.
+
+    Raises:
+        SourceError: a source is missing, unreadable or does not match the repo.
+        StoreError: the store failed; watermarks of unfinished views are not moved.
+    """
+    problems = [p for plan in plans for p in check_source(repo, plan.view)]
+    if problems:
+        raise SourceError("\n".join(problems))
+    reports = []
+    for plan in plans:
+        report = await _materialize_view(repo, store, plan, config, progress or SilentProgress())
+        reports.append(report)
+    return reports
+
+
+async def _materialize_view(
+    repo: FeatureRepo,
+    store: OnlineStore,
+    plan: ViewPlan,
+    config: JobConfig,
+    progress: Progress,
+) -> ViewReport:
+    view, window = plan.view, plan.window
+    started = time.perf_counter()
+    report = ViewReport(view.name, window.start, window.end)
+    writer = _Writer(store, ViewTable(repo.project, view.name, view.ttl_micros), report, config)
+    codec = RowCodec(view.features)
+    pieces = row_groups(open_source(repo, view), view, window)
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    try:
+        for read, in_window in scan(pieces, view, window, config.batch_rows):
+            report.rows_read += read
+            report.rows_outside_window += read - in_window.num_rows
+            usable = _drop_null_rows(in_window, view, report)
+            pending.append(usable)
+            pending_rows += usable.num_rows
+            if pending_rows >= config.batch_rows:
+                await writer.submit(
+                    _encode(pa.concat_tables(pending), view, codec, window.end, report)
+                )
+                pending, pending_rows = [], 0
+            progress.update(view.name, report.rows_read, report.rows_written)
+        if pending_rows:
+            await writer.submit(_encode(pa.concat_tables(pending), view, codec, window.end, report))
+        await writer.drain()
+    except BaseException:
+        await writer.cancel()
+        raise
+    report.rows_in_window = (
+        report.rows_read - report.rows_outside_window - report.rows_skipped_null_timestamp
+    )
+    await store.write_watermark(repo.project, view.name, window.end)
+    report.seconds = time.perf_counter() - started
+    progress.finish(view.name, report.rows_read, report.rows_written)
+    return report
+
+
+def total_rows(repo: FeatureRepo, plans: Sequence[ViewPlan]) -> dict[str, int]:
+    """Rows each plan will read, from Parquet metadata: for progress bars."""
+    return {
+        plan.view.name: count_rows(row_groups(open_source(repo, plan.view), plan.view, plan.window))
+        for plan in plans
+    }
+
+
+def _drop_null_rows(table: pa.Table, view: FeatureView, report: ViewReport) -> pa.Table:
+    """Rows with a null event time or join key cannot be placed: count and drop them."""
+    if table.num_rows == 0:
+        return table
+    has_time = pc.is_valid(table[view.source.timestamp_field])
+    has_key = functools.reduce(pc.and_, [pc.is_valid(table[k]) for k in view.join_key_names])
+    keep = pc.and_(has_time, has_key)
+    timed = pc.sum(has_time).as_py() or 0
+    kept = pc.sum(keep).as_py() or 0
+    report.rows_skipped_null_timestamp += table.num_rows - timed
+    report.rows_skipped_null_key += timed - kept
+    return table.filter(keep)
+
+
+def _encode(
+    table: pa.Table, view: FeatureView, codec: RowCodec, end: int, report: ViewReport
+) -> list[tuple[bytes, bytes]]:
+    source = view.source
+    latest = table.take(
+        latest_per_key(
+            table,
+            view.join_key_names,
+            at_micros=end,
+            event_timestamp=source.timestamp_field,
+            created_timestamp=source.created_timestamp_field,
+            ttl_micros=view.ttl_micros,
+        )
+    )
+    report.rows_superseded += table.num_rows - latest.num_rows
+    keys = encode_key_columns([latest[k] for k in view.join_key_names])
+    rows = codec.encode_table(latest, source.timestamp_field, source.created_timestamp_field)
+    return list(zip(keys, rows, strict=True))
+
+
+class _Writer:
+    """Keeps at most ``max_writes_in_flight`` batch writes outstanding, in order of errors."""
+
+    def __init__(
+        self, store: OnlineStore, table: ViewTable, report: ViewReport, config: JobConfig
+    ) -> None:
+        self.store, self.table, self.report = store, table, report
+        self.limit = config.max_writes_in_flight
+        self.tasks: set[asyncio.Task[WriteResult]] = set()
+
+    async def submit(self, rows: list[tuple[bytes, bytes]]) -> None:
+        while len(self.tasks) >= self.limit:
+            await self._wait(asyncio.FIRST_COMPLETED)
+        self.report.batches += 1
+        self.tasks.add(asyncio.create_task(self.store.write(self.table, rows)))
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await self._wait(asyncio.ALL_COMPLETED)
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    async def _wait(self, when: str) -> None:
+        done, self.tasks = await asyncio.wait(self.tasks, return_when=when)
+        for task in done:
+            self.report.add(task.result())  # re-raises the write's error
