@@ -40,13 +40,14 @@ class JobConfig:
     """Tuning of a materialization.
 
     Attributes:
-        batch_rows: Rows reduced, encoded and written together. Default 65,536: large enough
-            to amortise a store round trip, small enough to keep peak memory in the tens of MB.
+        batch_rows: Rows reduced, encoded and written together. Default 16,384: measured
+            fastest into Redis and SQLite among 8k-64k (fraud data, 1.8M rows: 9.1 s against
+            10.5 s at 64k), with a peak RSS of ~250 MB against ~400 MB at 64k.
         max_writes_in_flight: Batches written concurrently. Default 2: one in the store while
             the next is encoded.
     """
 
-    batch_rows: int = 65_536
+    batch_rows: int = 16_384
     max_writes_in_flight: int = 2
 
 

@@ -114,7 +114,12 @@ def scan(
         columns.append(view.source.created_timestamp_field)
     columns.extend(f.name for f in view.features)
     for piece in pieces:
-        for batch in piece.to_batches(columns=columns, batch_size=batch_rows):
+        # No read-ahead: pyarrow's defaults (16 batches, 4 fragments) would make peak
+        # memory grow with the number of row groups instead of staying at one batch.
+        batches = piece.to_batches(
+            columns=columns, batch_size=batch_rows, batch_readahead=0, fragment_readahead=0
+        )
+        for batch in batches:
             table = _normalise_times(pa.Table.from_batches([batch]), view)
             times = table[ts]
             keep = pc.or_kleene(pc.is_null(times), _window_mask(times, window))

@@ -1,0 +1,133 @@
+"""Materialization benchmark: the fraud data set into a local Redis, beside redis-benchmark.
+
+Starts its own redis-server on a free loopback port (stopped by PID), measures the
+pipelined SET rate of `redis-benchmark -P 64 -t set` against it, then runs `ferry
+materialize` of the fraud repo at two input sizes and prints, per size: rows/s, the ratio
+to the SET rate, peak RSS of the job, and Redis bytes per stored row. A benchmark, not a
+test: it asserts nothing about speed.
+
+    python loadtest/materialize_bench.py --users 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_cli(port: int, *args: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+
+
+def used_memory(port: int) -> int:
+    info = redis_cli(port, "info", "memory")
+    return int(re.search(r"used_memory:(\d+)", info).group(1))  # type: ignore[union-attr]
+
+
+def set_rate(port: int, requests: int) -> float:
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-P", "64", "-t", "set",
+         "-n", str(requests), "-q"], capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    rate = float(re.search(r"SET: ([\d.]+) requests per second", out).group(1))  # type: ignore[union-attr]
+    redis_cli(port, "flushall")
+    return rate
+
+
+def materialize(data: Path, port: int) -> dict[str, object]:
+    before = used_memory(port)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "ferry.cli.main", "materialize", str(REPO), "--offline-root",
+         str(data), "--online-store", f"redis://127.0.0.1:{port}/0", "--start", "2025-12-01",
+         "--end", "2026-01-04T00:00:00Z"],
+        capture_output=True, text=True, timeout=3600,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    total = json.loads(done.stdout.splitlines()[-1])
+    keys = int(redis_cli(port, "dbsize")) - 1  # minus the watermark hash
+    return {
+        "rows_read": total["rows_read"],
+        "rows_written": total["rows_written"],
+        "job_rows_per_second": total["rows_per_second"],
+        "job_rows_written_per_second": round(total["rows_written"] / total["seconds"]),
+        "wall_seconds_incl_startup": round(seconds, 2),
+        "redis_bytes_per_row": round((used_memory(port) - before) / max(keys, 1)),
+        "stored_rows": keys,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000, help="users of the larger run")
+    parser.add_argument("--set-requests", type=int, default=2_000_000)
+    args = parser.parse_args()
+    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install redis-server redis-tools")
+    work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            time.sleep(0.05)
+        baseline = set_rate(port, args.set_requests)
+        results = []
+        for users in sorted({max(100, args.users // 10), args.users, args.users * 3}):
+            data = work / f"fraud-{users}"
+            subprocess.run([sys.executable, str(ROOT / "datasets" / "fraud.py"), str(data),
+                            "--users", str(users), "--merchants", str(max(10, users // 20)),
+                            "--transactions", str(users * 2)], check=True, capture_output=True)
+            redis_cli(port, "flushall")
+            rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            result = materialize(data, port)
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            # ru_maxrss of children is the largest child so far: only a rise is attributable.
+            result["peak_rss_mb"] = round(max(rss, rss_before) / 1024)
+            result["users"] = users
+            result["ratio_to_redis_benchmark_set"] = round(
+                float(result["job_rows_per_second"]) / baseline, 3)  # type: ignore[arg-type]
+            results.append(result)
+        print(json.dumps({"redis_benchmark_set_P64_per_second": round(baseline),
+                          "runs": results}, indent=2))
+        print(f"\n{'users':>8} {'rows read':>10} {'rows/s':>9} {'x SET -P64':>10} "
+              f"{'peak RSS MB':>11} {'Redis B/row':>11}")
+        for r in results:
+            print(f"{r['users']:>8} {r['rows_read']:>10} {r['job_rows_per_second']:>9} "
+                  f"{r['ratio_to_redis_benchmark_set']:>10} {r['peak_rss_mb']:>11} "
+                  f"{r['redis_bytes_per_row']:>11}")
+        print(f"redis-benchmark -P 64 -t set: {baseline:,.0f} SET/s (same server, same run)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
