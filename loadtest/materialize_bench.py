@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,8 +34,13 @@ def free_port() -> int:
 
 
 def redis_cli(port: int, *args: str) -> str:
-    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                          check=True, timeout=30).stdout.strip()
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
 
 
 def used_memory(port: int) -> int:
@@ -45,8 +50,24 @@ def used_memory(port: int) -> int:
 
 def set_rate(port: int, requests: int) -> float:
     out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-P", "64", "-t", "set",
-         "-n", str(requests), "-q"], capture_output=True, text=True, check=True, timeout=300,
+        [
+            "redis-benchmark",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-P",
+            "64",
+            "-t",
+            "set",
+            "-n",
+            str(requests),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     ).stdout
     rate = float(re.search(r"SET: ([\d.]+) requests per second", out).group(1))  # type: ignore[union-attr]
     redis_cli(port, "flushall")
@@ -58,10 +79,23 @@ def materialize(data: Path, port: int, work: Path) -> dict[str, object]:
     started = time.perf_counter()
     out, err = (work / "stdout").open("w+"), (work / "stderr").open("w+")
     job = subprocess.Popen(
-        [sys.executable, "-m", "ferry.cli.main", "materialize", str(REPO), "--offline-root",
-         str(data), "--online-store", f"redis://127.0.0.1:{port}/0", "--start", "2025-12-01",
-         "--end", "2026-01-04T00:00:00Z"],
-        stdout=out, stderr=err,
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "materialize",
+            str(REPO),
+            "--offline-root",
+            str(data),
+            "--online-store",
+            f"redis://127.0.0.1:{port}/0",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-04T00:00:00Z",
+        ],
+        stdout=out,
+        stderr=err,
     )
     # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in the generator's).
     _, status, usage = os.wait4(job.pid, 0)
@@ -96,35 +130,71 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     port = free_port()
     server = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            != "PONG"
+        ):
             time.sleep(0.05)
         baseline = set_rate(port, args.set_requests)
         results = []
         for users in sorted({max(100, args.users // 10), args.users, args.users * 3}):
             data = work / f"fraud-{users}"
-            subprocess.run([sys.executable, str(ROOT / "datasets" / "fraud.py"), str(data),
-                            "--users", str(users), "--merchants", str(max(10, users // 20)),
-                            "--transactions", str(users * 2)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "datasets" / "fraud.py"),
+                    str(data),
+                    "--users",
+                    str(users),
+                    "--merchants",
+                    str(max(10, users // 20)),
+                    "--transactions",
+                    str(users * 2),
+                ],
+                check=True,
+                capture_output=True,
+            )
             redis_cli(port, "flushall")
             result = materialize(data, port, work)
             result["users"] = users
             result["ratio_to_redis_benchmark_set"] = round(
-                float(result["job_rows_per_second"]) / baseline, 3)  # type: ignore[arg-type]
+                float(result["job_rows_per_second"]) / baseline, 3
+            )  # type: ignore[arg-type]
             results.append(result)
-        print(json.dumps({"redis_benchmark_set_P64_per_second": round(baseline),
-                          "runs": results}, indent=2))
-        print(f"\n{'users':>8} {'rows read':>10} {'read/s':>9} {'written/s':>9} "
-              f"{'x SET -P64':>10} {'peak RSS MB':>11} {'Redis B/row':>11}")
+        print(
+            json.dumps(
+                {"redis_benchmark_set_P64_per_second": round(baseline), "runs": results}, indent=2
+            )
+        )
+        print(
+            f"\n{'users':>8} {'rows read':>10} {'read/s':>9} {'written/s':>9} "
+            f"{'x SET -P64':>10} {'peak RSS MB':>11} {'Redis B/row':>11}"
+        )
         for r in results:
-            print(f"{r['users']:>8} {r['rows_read']:>10} {r['job_rows_per_second']:>9} "
-                  f"{r['job_rows_written_per_second']:>9} {r['ratio_to_redis_benchmark_set']:>10} "
-                  f"{r['peak_rss_mb']:>11} {r['redis_bytes_per_row']:>11}")
+            print(
+                f"{r['users']:>8} {r['rows_read']:>10} {r['job_rows_per_second']:>9} "
+                f"{r['job_rows_written_per_second']:>9} {r['ratio_to_redis_benchmark_set']:>10} "
+                f"{r['peak_rss_mb']:>11} {r['redis_bytes_per_row']:>11}"
+            )
         print(f"redis-benchmark -P 64 -t set: {baseline:,.0f} SET/s (same server, same run)")
     finally:
         server.terminate()

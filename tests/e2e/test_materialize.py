@@ -88,7 +88,7 @@ def snapshot(repo: FeatureRepo, url: str) -> Snapshot:
         try:
             out: Snapshot = {}
             for view in repo.views.values():
-                keys = all_keys(repo, view) + [encode_key([-1] * len(view.join_keys))]
+                keys = [*all_keys(repo, view), encode_key([-1] * len(view.join_keys))]
                 (rows,) = await store.read([ReadRequest(ViewTable(repo.project, view.name), keys)])
                 out[view.name] = dict(zip(keys, rows, strict=True))
             return out
