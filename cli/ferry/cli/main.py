@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ferry.cli import lookup, materialize, validate
+from ferry.cli import get, lookup, materialize, serve, validate
 from ferry.core.errors import FerryError
 
 
@@ -18,6 +18,8 @@ def parser() -> argparse.ArgumentParser:
     validate.register(commands)
     materialize.register(commands)
     lookup.register(commands)
+    serve.register(commands)
+    get.register(commands)
     return root
 
 

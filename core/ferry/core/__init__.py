@@ -14,6 +14,9 @@ from ferry.core.errors import (
     SourceError,
     StoreError,
     StoreUnavailableError,
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+    UnknownFeatureViewError,
     UnknownReferenceError,
 )
 from ferry.core.keys import decode_key, encode_key, encode_key_columns
@@ -51,6 +54,9 @@ __all__ = [
     "SourceError",
     "StoreError",
     "StoreUnavailableError",
+    "UnknownFeatureError",
+    "UnknownFeatureServiceError",
+    "UnknownFeatureViewError",
     "UnknownReferenceError",
     "ValueType",
     "as_of",

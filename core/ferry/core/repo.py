@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ferry.core.errors import UnknownReferenceError
+from ferry.core.errors import (
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+    UnknownFeatureViewError,
+)
 from ferry.core.types import ValueType
 
 
@@ -91,14 +95,16 @@ class FeatureView:
         """The feature called ``name``.
 
         Raises:
-            UnknownReferenceError: the view declares no such feature.
+            UnknownFeatureError: the view declares no such feature.
         """
         try:
             return self._by_name[name]
         except KeyError:
-            raise UnknownReferenceError(
+            raise UnknownFeatureError(
                 f"feature view {self.name!r} has no feature {name!r}; it has: "
-                + ", ".join(f.name for f in self.features)
+                + ", ".join(f.name for f in self.features),
+                feature_view=self.name,
+                feature=name,
             ) from None
 
 
@@ -149,33 +155,35 @@ class FeatureRepo:
         """The view called ``name``.
 
         Raises:
-            UnknownReferenceError: no such view.
+            UnknownFeatureViewError: no such view.
         """
         try:
             return self.views[name]
         except KeyError:
-            raise UnknownReferenceError(
-                f"unknown feature view {name!r}; declared: " + ", ".join(self.views)
+            raise UnknownFeatureViewError(
+                f"unknown feature view {name!r}; declared: " + ", ".join(self.views),
+                feature_view=name,
             ) from None
 
     def service(self, name: str) -> FeatureService:
         """The feature service called ``name``.
 
         Raises:
-            UnknownReferenceError: no such service.
+            UnknownFeatureServiceError: no such service.
         """
         try:
             return self.services[name]
         except KeyError:
-            raise UnknownReferenceError(
-                f"unknown feature service {name!r}; declared: " + ", ".join(self.services)
+            raise UnknownFeatureServiceError(
+                f"unknown feature service {name!r}; declared: " + ", ".join(self.services),
+                feature_service=name,
             ) from None
 
     def resolve(self, refs: Sequence[str]) -> tuple[FeatureRef, ...]:
         """Parse ``view:feature`` and ``view:*`` references into features, in order.
 
         Raises:
-            UnknownReferenceError: a reference is malformed or names an undeclared view or
+            UnknownFeatureError: a reference is malformed or names an undeclared view or
                 feature.
         """
         return expand_refs(self.views, refs)
@@ -187,12 +195,16 @@ def expand_refs(views: Mapping[str, FeatureView], refs: Sequence[str]) -> tuple[
     for ref in refs:
         view_name, sep, feature_name = ref.partition(":")
         if not sep or not view_name or not feature_name:
-            raise UnknownReferenceError(
-                f"feature reference {ref!r} is not of the form view:feature or view:*"
+            raise UnknownFeatureError(
+                f"feature reference {ref!r} is not of the form view:feature or view:*",
+                reason="MALFORMED_FEATURE_REFERENCE",
+                feature_ref=ref,
             )
         if view_name not in views:
-            raise UnknownReferenceError(
-                f"feature reference {ref!r}: unknown feature view {view_name!r}"
+            raise UnknownFeatureError(
+                f"feature reference {ref!r}: unknown feature view {view_name!r}",
+                feature_ref=ref,
+                feature_view=view_name,
             )
         view = views[view_name]
         if feature_name == "*":
@@ -200,7 +212,9 @@ def expand_refs(views: Mapping[str, FeatureView], refs: Sequence[str]) -> tuple[
         else:
             try:
                 view.feature(feature_name)
-            except UnknownReferenceError as err:
-                raise UnknownReferenceError(f"feature reference {ref!r}: {err}") from None
+            except UnknownFeatureError as err:
+                raise UnknownFeatureError(
+                    f"feature reference {ref!r}: {err}", feature_ref=ref, **err.metadata
+                ) from None
             out.append(FeatureRef(view.name, feature_name))
     return tuple(out)

@@ -1,0 +1,144 @@
+"""``ferry get``: ask a running server for features, print a table or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from typing import Any
+
+from ferry.client import FerryClient, OnlineFeatures
+from ferry.core.errors import InvalidValueError
+from ferry.core.timestamps import format_micros
+from ferry.core.types import ValueType
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "get",
+        help="get features of entities from a running server",
+        description="Values are integers when every value of a key parses as one, else "
+        "strings; write KEY:string=... to force strings.",
+    )
+    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--features", help="comma-separated view:feature or view:* references")
+    which.add_argument("--feature-service", help="a feature service name")
+    parser.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="values of one join key; repeat per join key",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
+    parser.add_argument("--timeout-s", type=float, default=5.0, help="per-call timeout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    entities = parse_entities(args.entity)
+    features = [f.strip() for f in args.features.split(",")] if args.features else None
+    with FerryClient(args.target, timeout_s=args.timeout_s) as client:
+        result = client.get_online_features(
+            entities=entities, features=features, feature_service=args.feature_service
+        )
+    rows = _rows(entities, result)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        _print_table(entities, result)
+    return 0
+
+
+def parse_entities(specs: list[str]) -> dict[str, list[int | str]]:
+    """``KEY=V1,V2`` options as typed columns (ints where every value is one).
+
+    Raises:
+        InvalidValueError: a malformed option, a repeated key or unequal value counts.
+    """
+    out: dict[str, list[int | str]] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            raise InvalidValueError(f"--entity {spec!r}: expected KEY=V1,V2,...")
+        name, _, hint = name.partition(":")
+        if name in out:
+            raise InvalidValueError(f"--entity {name}: given twice")
+        values = text.split(",")
+        if hint not in ("", "string", "int"):
+            raise InvalidValueError(f"--entity {name}:{hint}: the type hint is string or int")
+        if hint != "string" and all(_is_int(v) for v in values):
+            out[name] = [int(v) for v in values]
+        elif hint == "int":
+            raise InvalidValueError(f"--entity {name}: values must be integers")
+        else:
+            out[name] = list(values)
+    if len({len(v) for v in out.values()}) > 1:
+        raise InvalidValueError("every --entity needs the same number of values")
+    return out
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(entities: dict[str, list[int | str]], result: OnlineFeatures) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(result.row_count):
+        row: dict[str, Any] = {name: values[i] for name, values in entities.items()}
+        for feature in result:
+            value = feature.values[i] if feature.values[i] is not None else feature.stale_values[i]
+            row[feature.name] = {
+                "value": _jsonable(feature.type, value),
+                "status": feature.statuses[i],
+                "event_timestamp": format_micros(feature.event_timestamps[i])
+                if feature.event_timestamps[i]
+                else None,
+            }
+        rows.append(row)
+    return rows
+
+
+def _jsonable(kind: ValueType, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind is ValueType.TIMESTAMP:
+        return format_micros(value)
+    if kind is ValueType.BYTES:
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _print_table(entities: dict[str, list[int | str]], result: OnlineFeatures) -> None:
+    header = [*entities, *result.names]
+    body = []
+    for i in range(result.row_count):
+        cells = [str(values[i]) for values in entities.values()]
+        for feature in result:
+            status = feature.statuses[i]
+            value = feature.values[i]
+            if status == "PRESENT":
+                cells.append(_short(value))
+            elif status == "OUTSIDE_MAX_AGE":
+                cells.append(f"{_short(feature.stale_values[i])} (stale)")
+            else:
+                cells.append(f"<{status}>")
+        body.append(cells)
+    widths = [max(len(h), *(len(r[c]) for r in body)) for c, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for cells in body:
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
+    return str(value)

@@ -1,0 +1,66 @@
+"""``ferry serve``: the gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+
+from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.server import DEFAULT_PORT, Limits, ServerConfig, run_workers
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="serve features over gRPC (ServingService, health, reflection)",
+        description="Serve the repo's features from the online store over gRPC. Prints one "
+        "JSON line per process when it listens. SIGTERM/SIGINT drain and exit 0; SIGHUP "
+        "reloads the repo file.",
+    )
+    add_repo_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port, 0 for any free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT). Default 1: the kernel "
+        "spreads connections, not calls, so extra processes only help when several client "
+        "connections arrive; use the number of cores for many clients",
+    )
+    parser.add_argument(
+        "--max-entity-rows",
+        type=int,
+        default=Limits.max_entity_rows,
+        help=f"entity rows per request (default {Limits.max_entity_rows})",
+    )
+    parser.add_argument(
+        "--store-timeout-ms",
+        type=int,
+        default=int(Limits.store_timeout_s * 1000),
+        help="bound on one store call (default 1000)",
+    )
+    parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=10.0,
+        help="time calls in flight get to finish on SIGTERM (default 10)",
+    )
+    parser.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    repo = load(args)
+    config = ServerConfig(
+        repo_file=args.repo_file,
+        online_store=online_store_url(args, repo),
+        host=args.host,
+        port=args.port,
+        limits=Limits(args.max_entity_rows, args.store_timeout_ms / 1000),
+        grace_s=args.grace_s,
+    )
+    return run_workers(config, args.workers)

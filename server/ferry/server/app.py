@@ -1,0 +1,162 @@
+"""The Ferry server process: gRPC on uvloop, health, reflection, reload and graceful stop.
+
+Signals: SIGTERM and SIGINT drain (health goes NOT_SERVING, new calls are refused, calls in
+flight finish within the grace period) and exit 0; SIGHUP reloads the repo file, keeping
+the old definitions if the new file is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+import uvloop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from ferry.api.registry.v1 import registry_pb2
+from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.core.errors import FerryError
+from ferry.core.repo_file import load_repo
+from ferry.server.catalog import Catalog
+from ferry.server.errors import ErrorInterceptor
+from ferry.server.health import StoreHealth
+from ferry.server.service import Limits, ServingService
+from ferry.stores.base import OnlineStore
+from ferry.stores.urls import open_online_store
+
+log = logging.getLogger("ferry.server")
+SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
+DEFAULT_PORT = 6570
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run a server.
+
+    Attributes:
+        repo_file: The feature repo YAML; reloaded on SIGHUP.
+        online_store: Online store URL.
+        host: Address to listen on. Default 127.0.0.1.
+        port: Port; 0 picks a free one. Default 6570.
+        limits: Per-request bounds.
+        max_message_bytes: Largest request or response message. Default 16 MiB.
+        health_interval_s: Store probe period, in seconds. Default 0.5.
+        grace_s: How long in-flight calls may finish after SIGTERM, in seconds. Default 10.
+    """
+
+    repo_file: str
+    online_store: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    limits: Limits = field(default_factory=Limits)
+    max_message_bytes: int = 16 * 1024 * 1024
+    health_interval_s: float = 0.5
+    grace_s: float = 10.0
+
+
+class FerryServer:
+    """One server process's gRPC server and its state."""
+
+    def __init__(self, config: ServerConfig, store: OnlineStore | None = None) -> None:
+        self.config = config
+        self.catalog = Catalog(load_repo(config.repo_file))
+        self.store = store or open_online_store(config.online_store)
+        self.health_servicer = health_aio.HealthServicer()
+        self.health = StoreHealth(
+            self.health_servicer, self.store, [SERVING_SERVICE], config.health_interval_s
+        )
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(self.health.store_down)],
+            options=[
+                ("grpc.so_reuseport", 1),
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+            ],
+        )
+        serving_pb2_grpc.add_ServingServiceServicer_to_server(
+            ServingService(lambda: self.catalog, self.store, config.limits), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.server)
+        reflection.enable_server_reflection(
+            [
+                SERVING_SERVICE,
+                registry_pb2.DESCRIPTOR.package + ".RegistryService",
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen and start serving; returns the bound port."""
+        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise FerryError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await self.server.start()
+        await self.health.start()
+        return self.port
+
+    def reload(self) -> bool:
+        """Re-read the repo file; on any problem keep the current definitions."""
+        try:
+            catalog = Catalog(load_repo(self.config.repo_file))
+        except FerryError as err:
+            log.error("reload rejected, keeping the previous definitions: %s", err)
+            return False
+        self.catalog = catalog
+        log.info(
+            "reloaded %s: %d feature views, %d feature services",
+            self.config.repo_file,
+            len(catalog.repo.views),
+            len(catalog.repo.services),
+        )
+        return True
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new calls, let calls in flight finish, close the store."""
+        await self.health.drain()
+        await self.server.stop(self.config.grace_s if grace_s is None else grace_s)
+        await self.store.close()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run one server until SIGTERM or SIGINT."""
+    server = FerryServer(config)
+    port = await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    print(
+        json.dumps({"event": "serving", "address": f"{config.host}:{port}", "pid": os.getpid()}),
+        flush=True,
+    )
+    log.info(
+        "serving %s on %s:%d (store %s)", config.repo_file, config.host, port, config.online_store
+    )
+    await stopping.wait()
+    log.info("draining: up to %g s for calls in flight", config.grace_s)
+    await server.stop()
+    log.info("stopped")
+
+
+def run(config: ServerConfig) -> int:
+    """Run one server process on uvloop; returns the exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    )
+    uvloop.run(serve(config))
+    return 0

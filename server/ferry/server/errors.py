@@ -1,0 +1,157 @@
+"""Request errors raised by the server, and the one place exceptions become gRPC statuses.
+
+Every failure reaches the client as a ``google.rpc.Status`` with one ``ErrorInfo``
+(``domain="ferry"``, an UPPER_SNAKE ``reason`` and ``metadata`` holding each value the
+message quotes). Codes:
+
+    UnknownFeatureServiceError, UnknownFeatureViewError   NOT_FOUND
+    UnknownFeatureError, InvalidValueError,
+    InvalidRequestError                                   INVALID_ARGUMENT
+    StoreUnavailableError                                 UNAVAILABLE
+    DeadlineError                                         DEADLINE_EXCEEDED
+    NotImplementedYetError                                UNIMPLEMENTED
+    anything else                                         INTERNAL, generic message; the
+                                                          traceback goes to the log only
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ferry.core.errors import (
+    FerryError,
+    InvalidValueError,
+    StoreUnavailableError,
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+    UnknownFeatureViewError,
+)
+
+log = logging.getLogger("ferry.server")
+DOMAIN = "ferry"
+
+
+class InvalidRequestError(FerryError):
+    """The request is malformed: a missing field, ragged columns, a wrong key type, ..."""
+
+    reason = "INVALID_REQUEST"
+
+
+class DeadlineError(FerryError):
+    """The client's deadline passed before the store answered."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+
+class NotImplementedYetError(FerryError):
+    """An RPC of the contract that this server does not serve yet."""
+
+    reason = "NOT_IMPLEMENTED"
+
+
+_CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
+    (UnknownFeatureServiceError, grpc.StatusCode.NOT_FOUND),
+    (UnknownFeatureViewError, grpc.StatusCode.NOT_FOUND),
+    (UnknownFeatureError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (NotImplementedYetError, grpc.StatusCode.UNIMPLEMENTED),
+]
+
+
+def status_code_of(error: FerryError) -> grpc.StatusCode:
+    """The gRPC code a Ferry error maps to."""
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+) -> grpc.Status:
+    """A rich status: google.rpc.Status with one ErrorInfo."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))
+    proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[info])
+    return rpc_status.to_status(proto)
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
+    """Wrap a unary handler so every exception leaves as a status, never a traceback."""
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except FerryError as err:
+            code = status_code_of(err)
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", method)
+                await _abort_internal(context)
+            if code is grpc.StatusCode.UNAVAILABLE:
+                on_store_down()
+            log.debug("%s: %s: %s", method, code.name, err)
+            await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("%s failed", method)
+            await _abort_internal(context)
+
+    return guarded
+
+
+async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
+    incident = uuid.uuid4().hex[:12]
+    log.error("incident %s: see the traceback above", incident)
+    await context.abort_with_status(
+        to_status(
+            grpc.StatusCode.INTERNAL,
+            f"internal error (incident {incident}); the server log has the details",
+            "INTERNAL",
+            {"incident": incident},
+        )
+    )
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Applies ``guard`` to every unary-unary method of the server, once per method."""
+
+    def __init__(self, on_store_down: Callable[[], None]) -> None:
+        self._on_store_down = on_store_down
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            guard(method, handler.unary_unary, self._on_store_down),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._handlers[method] = wrapped
+        return wrapped

@@ -1,0 +1,107 @@
+"""ServingService: a thin servicer over the catalog, the entity parser and the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc.aio
+
+from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.core.errors import StoreUnavailableError
+from ferry.server.catalog import Catalog, FeaturePlan
+from ferry.server.entities import parse_entities
+from ferry.server.errors import DeadlineError, InvalidRequestError, NotImplementedYetError
+from ferry.server.lookup import read_features
+from ferry.server.push import push_rows
+from ferry.stores.base import OnlineStore
+from ferry.wire.columns import column_length
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds.
+
+    Attributes:
+        max_entity_rows: Most entity rows (or pushed rows) one request may carry. Default
+            10,000.
+        store_timeout_s: Bound on one store call when the client's deadline is later or
+            unset, in seconds; past it the call fails UNAVAILABLE. Default 1.
+    """
+
+    max_entity_rows: int = 10_000
+    store_timeout_s: float = 1.0
+
+
+class ServingService(serving_pb2_grpc.ServingServiceServicer):
+    """Answers GetOnlineFeatures and PushFeatures from one online store."""
+
+    def __init__(self, catalog: Callable[[], Catalog], store: OnlineStore, limits: Limits):
+        self._catalog = catalog
+        self._store = store
+        self._limits = limits
+
+    async def GetOnlineFeatures(  # noqa: N802 - the gRPC method name
+        self, request: serving_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> serving_pb2.GetOnlineFeaturesResponse:
+        plan = self._plan(request)
+        _, entities = parse_entities(request.entities, plan, self._limits.max_entity_rows)
+        columns = await self._bounded(context, read_features(self._store, plan, entities))
+        response = serving_pb2.GetOnlineFeaturesResponse(row_count=len(columns[0].statuses))
+        response.features.extend(columns)
+        return response
+
+    async def GetModelFeatures(  # noqa: N802
+        self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> serving_pb2.GetModelFeaturesResponse:
+        raise NotImplementedYetError(
+            "GetModelFeatures needs the model registry, which this server does not run yet"
+        )
+
+    async def PushFeatures(  # noqa: N802
+        self, request: serving_pb2.PushFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> serving_pb2.PushFeaturesResponse:
+        catalog = self._catalog()
+        if not request.view:
+            raise InvalidRequestError("a push needs a view", reason="MISSING_VIEW")
+        view = catalog.repo.view(request.view)
+        rows = push_rows(request, view, catalog.codecs[view.name], self._limits.max_entity_rows)
+        result = await self._bounded(context, self._store.write(catalog.tables[view.name], rows))
+        # Rows that lost to a newer row of the same key within the push count as skipped.
+        received = column_length(request.columns[view.source.timestamp_field])
+        return serving_pb2.PushFeaturesResponse(
+            rows_written=result.written,
+            rows_skipped_not_newer=result.skipped_not_newer + received - len(rows),
+        )
+
+    def _plan(self, request: serving_pb2.GetOnlineFeaturesRequest) -> FeaturePlan:
+        catalog = self._catalog()
+        which = request.WhichOneof("features")
+        if which == "feature_service":
+            return catalog.plan_for_service(request.feature_service)
+        if which == "refs" and request.refs.refs:
+            return catalog.plan_for_refs(request.refs.refs)
+        raise InvalidRequestError(
+            "the request names no features: set refs or feature_service", reason="NO_FEATURES"
+        )
+
+    async def _bounded(self, context: grpc.aio.ServicerContext, work: Awaitable[_T]) -> _T:
+        """Run a store call within the client's deadline and the store timeout."""
+        remaining = context.time_remaining()
+        limit = self._limits.store_timeout_s
+        deadline_first = remaining is not None and remaining < limit
+        try:
+            return await asyncio.wait_for(work, remaining if deadline_first else limit)
+        except TimeoutError:
+            if deadline_first:
+                raise DeadlineError(
+                    "the deadline passed before the online store answered"
+                ) from None
+            raise StoreUnavailableError(
+                f"the online store did not answer within {limit:g} s",
+                timeout_s=limit,
+            ) from None
