@@ -18,7 +18,7 @@ from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.client._errors import from_rpc_error
 from ferry.client._requests import Columns, online_features_request, push_request
 from ferry.client._results import OnlineFeatures, decode_online_features
-from ferry.client._retry import NO_RETRY, RetryPolicy, retryable
+from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -47,7 +47,7 @@ class FerryClient:
     """
 
     def __init__(
-        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = RetryPolicy()
+        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._channel = grpc.insecure_channel(target, options=_OPTIONS)
         self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
@@ -109,7 +109,7 @@ class AsyncFerryClient:
     """asyncio client of a Ferry server; same arguments and results as ``FerryClient``."""
 
     def __init__(
-        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = RetryPolicy()
+        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
         self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)

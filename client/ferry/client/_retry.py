@@ -34,4 +34,5 @@ def retryable(err: grpc.RpcError) -> bool:
     return err.code() is grpc.StatusCode.UNAVAILABLE
 
 
+DEFAULT_RETRY = RetryPolicy()
 NO_RETRY = RetryPolicy(attempts=1)
