@@ -24,7 +24,14 @@ EDGE_TOO_OLD, EDGE_AT_END, EDGE_TOO_NEW = 990_001, 990_002, 990_003
 
 
 def generate(
-    out: Path, *, users: int, merchants: int, transactions: int, end: int, ttl: int
+    out: Path,
+    *,
+    users: int,
+    merchants: int,
+    transactions: int,
+    end: int,
+    ttl: int,
+    start: str = "2026-01-01",
 ) -> None:
     """Write the data set, plus a part with null keys, a null time and the edge users."""
     subprocess.run(
@@ -36,6 +43,8 @@ def generate(
             str(users),
             "--merchants",
             str(merchants),
+            "--start",
+            start,
             "--transactions",
             str(transactions),
         ],

@@ -2,10 +2,10 @@
 
 Status of each (row, feature), decided at request time:
 
-    no stored row                                          NOT_FOUND   (zero value, ts 0)
-    row's event time <= now - ttl                          OUTSIDE_MAX_AGE (stale value sent)
-    row within the TTL but the feature's value is null     NULL_VALUE  (zero value)
-    otherwise                                              PRESENT
+    no stored row                                  NOT_FOUND        (zero value, ts 0)
+    the feature's value in the row is null         NULL_VALUE       (zero value), any age
+    row's event time <= now - ttl                  OUTSIDE_MAX_AGE  (the stale value is sent)
+    otherwise                                      PRESENT
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ async def read_features(
             column = types_pb2.FeatureColumn(name=plan.names[position], type=PROTO_TYPE[kind])
             cells = [None if v is None else v[pick] for v in values]
             statuses = [
-                NULL_VALUE if status == PRESENT and cell is None else status
+                NULL_VALUE if cell is None and status != NOT_FOUND else status
                 for status, cell in zip(base, cells, strict=True)
             ]
             fill_column(column.values, kind, cells)

@@ -98,12 +98,14 @@ class _ValueStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ValueStat
     VALUE_STATUS_PRESENT: _ValueStatus.ValueType  # 1
     """The entity has a row and the feature has a value, within the view's TTL."""
     VALUE_STATUS_NULL_VALUE: _ValueStatus.ValueType  # 2
-    """The entity has a row within the TTL, but the feature's value in it is null."""
+    """The entity has a row, but the feature's value in it is null. Said whatever the row's
+    age: a null is not a value to use, stale or not (the event timestamp tells the age).
+    """
     VALUE_STATUS_NOT_FOUND: _ValueStatus.ValueType  # 3
     """The online store holds no row for the entity in this view."""
     VALUE_STATUS_OUTSIDE_MAX_AGE: _ValueStatus.ValueType  # 4
-    """The entity's row is older than the view's TTL at request time; the stale value is
-    still sent so callers may choose to use it.
+    """The entity's row is older than the view's TTL at request time and the value is not
+    null; the stale value is still sent so callers may choose to use it.
     """
 
 class ValueStatus(_ValueStatus, metaclass=_ValueStatusEnumTypeWrapper):
@@ -114,12 +116,14 @@ VALUE_STATUS_UNSPECIFIED: ValueStatus.ValueType  # 0
 VALUE_STATUS_PRESENT: ValueStatus.ValueType  # 1
 """The entity has a row and the feature has a value, within the view's TTL."""
 VALUE_STATUS_NULL_VALUE: ValueStatus.ValueType  # 2
-"""The entity has a row within the TTL, but the feature's value in it is null."""
+"""The entity has a row, but the feature's value in it is null. Said whatever the row's
+age: a null is not a value to use, stale or not (the event timestamp tells the age).
+"""
 VALUE_STATUS_NOT_FOUND: ValueStatus.ValueType  # 3
 """The online store holds no row for the entity in this view."""
 VALUE_STATUS_OUTSIDE_MAX_AGE: ValueStatus.ValueType  # 4
-"""The entity's row is older than the view's TTL at request time; the stale value is
-still sent so callers may choose to use it.
+"""The entity's row is older than the view's TTL at request time and the value is not
+null; the stale value is still sent so callers may choose to use it.
 """
 Global___ValueStatus: _TypeAlias = ValueStatus  # noqa: Y015
 

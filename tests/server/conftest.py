@@ -1,0 +1,84 @@
+"""A fraud data set whose snapshots end just before today, materialized, and served."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ferry.core import FeatureRepo, load_repo
+from ferry.core.timestamps import datetime_to_micros
+from ferry.materializer import materialize, plan_window
+from ferry.server import FerryServer, Limits, ServerConfig
+from ferry.stores import open_online_store
+from tests.e2e.fraud import DAY, SAMPLE_REPO, generate
+
+# Snapshots are on days D, D+1, D+2 with D three days before today; materializing at
+# D + 2.5 days and serving today gives every status: fresh rows, rows past their TTL
+# (OUTSIDE_MAX_AGE), null values and unknown entities.
+START_DAY = (datetime.now(UTC) - timedelta(days=3)).date()
+D = datetime_to_micros(datetime(START_DAY.year, START_DAY.month, START_DAY.day, tzinfo=UTC))
+END = D + 2 * DAY + DAY // 2
+
+
+@pytest.fixture(scope="session")
+def served_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("served-fraud")
+    generate(
+        out,
+        users=2000,
+        merchants=200,
+        transactions=4000,
+        end=END,
+        ttl=2 * DAY,
+        start=START_DAY.isoformat(),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def served_repo(served_data: Path) -> FeatureRepo:
+    return dataclasses.replace(load_repo(SAMPLE_REPO), offline_root=str(served_data))
+
+
+def materialize_into(repo: FeatureRepo, url: str, end: int = END) -> None:
+    async def run() -> None:
+        store = open_online_store(url)
+        try:
+            await materialize(repo, store, plan_window(list(repo.views.values()), 0, end))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def loaded_store(
+    request: pytest.FixtureRequest, served_repo: FeatureRepo, tmp_path: Path
+) -> Iterator[str]:
+    if request.param == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'online.db'}"
+    materialize_into(served_repo, url)
+    yield url
+
+
+async def start_server(url: str, **overrides: object) -> FerryServer:
+    config = ServerConfig(
+        repo_file=str(SAMPLE_REPO), online_store=url, port=0, health_interval_s=0.1, **overrides
+    )  # type: ignore[arg-type]
+    server = FerryServer(config)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def server(loaded_store: str) -> AsyncIterator[FerryServer]:
+    running = await start_server(loaded_store, limits=Limits(max_entity_rows=5_000))
+    yield running
+    await running.stop(0)
