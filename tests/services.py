@@ -33,6 +33,11 @@ class RedisServer:
         )
         return out.stdout.decode().strip()
 
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without closing its connections cleanly."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -43,14 +48,15 @@ class RedisServer:
                 self.process.wait()
 
 
-def start_redis(directory: Path) -> RedisServer:
-    """Start redis-server on a free loopback port; a missing binary is a setup error."""
+def start_redis(directory: Path, port: int | None = None) -> RedisServer:
+    """Start redis-server on a loopback port (a free one by default); a missing binary is
+    a setup error, never a skip."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
             "redis-server is not installed: run bash scripts/test.sh (it installs it)"
         )
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,15 +46,17 @@ def served_repo(served_data: Path) -> FeatureRepo:
     return dataclasses.replace(load_repo(SAMPLE_REPO), offline_root=str(served_data))
 
 
-def materialize_into(repo: FeatureRepo, url: str, end: int = END) -> None:
-    async def run() -> None:
-        store = open_online_store(url)
-        try:
-            await materialize(repo, store, plan_window(list(repo.views.values()), 0, end))
-        finally:
-            await store.close()
+async def load_store(repo: FeatureRepo, url: str, end: int = END) -> None:
+    """Materialize every view of ``repo`` up to ``end`` into the store at ``url``."""
+    store = open_online_store(url)
+    try:
+        await materialize(repo, store, plan_window(list(repo.views.values()), 0, end))
+    finally:
+        await store.close()
 
-    asyncio.run(run())
+
+def materialize_into(repo: FeatureRepo, url: str, end: int = END) -> None:
+    asyncio.run(load_store(repo, url, end))
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -68,11 +71,9 @@ def loaded_store(
     yield url
 
 
-async def start_server(url: str, **overrides: object) -> FerryServer:
-    config = ServerConfig(
-        repo_file=str(SAMPLE_REPO), online_store=url, port=0, health_interval_s=0.1, **overrides
-    )  # type: ignore[arg-type]
-    server = FerryServer(config)
+async def start_server(url: str, **overrides: Any) -> FerryServer:
+    settings: dict[str, Any] = {"port": 0, "health_interval_s": 0.1, **overrides}
+    server = FerryServer(ServerConfig(repo_file=str(SAMPLE_REPO), online_store=url, **settings))
     await server.start()
     return server
 

@@ -67,7 +67,8 @@ def typed_columns(columns: Columns) -> dict[str, tuple[ValueType, list[Any], lis
         return out
     for name, raw in columns.items():
         values = [datetime_to_micros(v) if isinstance(v, datetime) else v for v in raw]
-        kind = _python_kind(name, [v for v in raw if v is not None])
+        # An empty column has no type to tell; any will do, the server sees zero rows.
+        kind = _python_kind(name, [v for v in raw if v is not None]) if raw else ValueType.INT64
         out[name] = (kind, values, [i for i, v in enumerate(values) if v is None])
     return out
 
