@@ -68,7 +68,7 @@ def loaded_store(
     else:
         url = f"sqlite:///{tmp_path / 'online.db'}"
     materialize_into(served_repo, url)
-    yield url
+    return url
 
 
 async def start_server(url: str, **overrides: Any) -> FerryServer:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from ferry.client import AsyncFerryClient, OnlineFeatures
 from ferry.core import FeatureRepo, encode_key
@@ -67,8 +66,8 @@ async def test_every_served_value_matches_the_oracle(
 ) -> None:
     transactions = pq.read_table(served_data / "transactions.parquet")
     entities: dict[str, list[Any]] = {
-        "user_id": transactions["user_id"].to_pylist() + [424242, 1],
-        "merchant_id": transactions["merchant_id"].to_pylist() + ["m0000001", "nope"],
+        "user_id": [*transactions["user_id"].to_pylist(), 424242, 1],
+        "merchant_id": [*transactions["merchant_id"].to_pylist(), "m0000001", "nope"],
     }
     async with AsyncFerryClient(f"127.0.0.1:{server.port}", timeout_s=30) as client:
         before = time.time_ns() // 1000

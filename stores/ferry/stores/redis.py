@@ -87,15 +87,19 @@ class RedisOnlineStore:
         parts = urlsplit(config.url)
         self._where = f"redis at {parts.hostname}:{parts.port or 6379}"
         # redis-py retries 10 times by default, which turns one lost server into tens of
-        # seconds of hanging: fail once, fast, and let the caller decide.
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
+        # seconds of hanging: fail once, fast, and let the caller decide. The blocking pool
+        # makes a burst of requests wait for a free connection instead of failing with
+        # "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
+            max_connections=config.max_connections,
+            timeout=config.socket_timeout_s,
             socket_timeout=config.socket_timeout_s,
             socket_connect_timeout=config.connect_timeout_s,
-            max_connections=config.max_connections,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
         )
+        self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._conditional_set = self._client.register_script(_CONDITIONAL_SET)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
@@ -152,6 +156,7 @@ class RedisOnlineStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()
 
     async def _call(self, pending: Any) -> Any:
         try:

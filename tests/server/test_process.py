@@ -1,0 +1,268 @@
+"""`ferry serve` as a process: signals, reload, workers, reflection, `ferry get`, sync client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import grpc
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from ferry.client import AsyncFerryClient, FerryClient, NotFoundError
+from ferry.core import FeatureRepo
+from tests.e2e.fraud import SAMPLE_REPO
+from tests.services import RedisServer
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    lines: list[dict[str, object]]
+    stderr: IO[str]
+
+    @property
+    def target(self) -> str:
+        return str(self.lines[0]["address"])
+
+    def close(self) -> None:
+        """Kill the process if it still runs (by its PID), and close our ends of its files."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr.close()
+
+
+def start_serve(
+    repo_file: Path,
+    store: str,
+    log: Path,
+    *args: str,
+    ready: int = 1,
+    offline_root: str | None = None,
+) -> ServerProcess:
+    stderr = log.open("w+")
+    extra = ["--offline-root", offline_root] if offline_root else []
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "serve",
+            str(repo_file),
+            "--online-store",
+            store,
+            "--port",
+            "0",
+            *extra,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    lines = []
+    assert process.stdout is not None
+    for _ in range(ready):
+        line = process.stdout.readline()
+        assert line, log.read_text()
+        lines.append(json.loads(line))
+    return ServerProcess(process, lines, stderr)
+
+
+@pytest.fixture
+def serving(loaded_store: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    repo_file = tmp_path / "repo.yaml"
+    shutil.copy(SAMPLE_REPO, repo_file)
+    server = start_serve(repo_file, loaded_store, tmp_path / "serve.log")
+    yield server
+    server.close()
+
+
+def test_sigterm_under_load_drains_and_exits_0(
+    served_repo: FeatureRepo, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.server.conftest import materialize_into
+
+    materialize_into(served_repo, redis_url)
+    server = start_serve(SAMPLE_REPO, redis_url, tmp_path / "serve.log", "--grace-s", "5")
+
+    async def load() -> list[int]:
+        async with AsyncFerryClient(server.target, timeout_s=10) as client:
+            redis_server.cli("client", "pause", "700", "ALL")
+            calls = [
+                asyncio.create_task(
+                    client.get_online_features(entities={"user_id": [i]}, features=["user_stats:*"])
+                )
+                for i in range(1, 51)
+            ]
+            await asyncio.sleep(0.2)  # every call is now in flight, waiting on Redis
+            server.process.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*calls)
+            return [r.row_count for r in results]
+
+    try:
+        assert asyncio.run(load()) == [1] * 50
+        assert server.process.wait(timeout=10) == 0
+    finally:
+        redis_server.cli("client", "unpause")
+        server.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert "draining" in log
+    assert "Traceback" not in log
+
+
+def test_sighup_reloads_and_keeps_the_old_repo_when_the_new_one_is_invalid(
+    serving: ServerProcess, tmp_path: Path
+) -> None:
+    repo_file = tmp_path / "repo.yaml"
+    entities = {"user_id": [1]}
+    with FerryClient(serving.target, timeout_s=5) as client:
+        with pytest.raises(NotFoundError):
+            client.get_online_features(entities=entities, feature_service="extra")
+        repo_file.write_text(
+            repo_file.read_text() + '  extra:\n    features: ["user_stats:is_premium"]\n'
+        )
+        serving.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                result = client.get_online_features(entities=entities, feature_service="extra")
+                break
+            except NotFoundError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert result.names == ["user_stats:is_premium"]
+
+        repo_file.write_text("project: [broken\n")
+        serving.process.send_signal(signal.SIGHUP)
+        log = tmp_path / "serve.log"
+        deadline = time.monotonic() + 10
+        while "reload rejected" not in log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        again = client.get_online_features(entities=entities, feature_service="extra")
+        assert again.names == ["user_stats:is_premium"]
+
+
+def test_reflection_and_health_answer(serving: ServerProcess) -> None:
+    with grpc.insecure_channel(serving.target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        services = {s.name for r in replies for s in r.list_services_response.service}
+    assert {"ferry.api.serving.v1.ServingService", "grpc.health.v1.Health"} <= services
+
+
+def test_ferry_get_prints_json_lines_and_fails_cleanly(serving: ServerProcess) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "get",
+            "--target",
+            serving.target,
+            "--features",
+            "user_stats:txn_count_7d,merchant_stats:category",
+            "--entity",
+            "user_id=1,999999",
+            "--entity",
+            "merchant_id:string=m0000001,m0000002",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["user_id"] == 1
+    assert first["merchant_id"] == "m0000001"
+    assert first["user_stats:txn_count_7d"]["status"] in ("PRESENT", "OUTSIDE_MAX_AGE")
+    assert second["user_stats:txn_count_7d"] == {
+        "value": None,
+        "status": "NOT_FOUND",
+        "event_timestamp": None,
+    }
+    table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "get",
+            "--target",
+            serving.target,
+            "--feature-service",
+            "fraud_v1",
+            "--entity",
+            "user_id=999999",
+            "--entity",
+            "merchant_id=m0000001",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "<NOT_FOUND>" in table.stdout
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "get",
+            "--target",
+            serving.target,
+            "--feature-service",
+            "nope",
+            "--entity",
+            "user_id=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 1
+    assert (
+        failed.stderr == "ferry get: error: unknown feature service 'nope'; declared: "
+        "fraud_v1, fraud_v2\n"
+    )
+
+
+def test_several_workers_share_one_port(loaded_store: str, tmp_path: Path) -> None:
+    server = start_serve(
+        SAMPLE_REPO, loaded_store, tmp_path / "serve.log", "--workers", "2", ready=2
+    )
+    try:
+        addresses = {line["address"] for line in server.lines}
+        pids = {line["pid"] for line in server.lines}
+        assert len(addresses) == 1
+        assert len(pids) == 2
+        assert server.process.pid not in pids
+        for _ in range(6):  # a fresh channel each time: connections spread over workers
+            with FerryClient(server.target, timeout_s=5) as client:
+                result = client.get_online_features(
+                    entities={"user_id": [1]}, features=["user_stats:txn_count_7d"]
+                )
+                assert result.row_count == 1
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(str(pid)), 0)
+    finally:
+        server.close()
