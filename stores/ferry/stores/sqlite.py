@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,22 +59,34 @@ WHERE excluded.micros > ferry_watermarks.micros
 
 
 class SqliteOnlineStore:
-    """Online store in a local SQLite file (created if missing)."""
+    """Online store in a local SQLite file (created if missing).
 
-    def __init__(self, path: str | Path) -> None:
+    Args:
+        path: The database file.
+        reader_threads: Threads (each with its own connection) serving reads, so concurrent
+            requests and a running materialization do not queue behind one another. WAL
+            lets them read while the single writer thread writes. Default 4.
+    """
+
+    def __init__(self, path: str | Path, reader_threads: int = 4) -> None:
         self.path = str(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-sqlite-w")
+        self._readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="ferry-sqlite-r")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
-    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def _run(self, work: Callable[[sqlite3.Connection], _T], *, write: bool = False) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, work)
+        executor = self._writer if write else self._readers
+        return await loop.run_in_executor(executor, self._call, work)
 
     def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            return work(self._conn)
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            return work(conn)
         except sqlite3.OperationalError as err:
             raise StoreUnavailableError(f"sqlite store {self.path}: {err}") from err
         except sqlite3.Error as err:
@@ -82,6 +95,8 @@ class SqliteOnlineStore:
     def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        with self._lock:
+            self._connections.append(conn)
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -135,7 +150,7 @@ class SqliteOnlineStore:
                 raise
             return conn.total_changes - before
 
-        written = await self._run(work)
+        written = await self._run(work, write=True)
         return WriteResult(written, len(rows) - written)
 
     async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:
@@ -148,16 +163,17 @@ class SqliteOnlineStore:
         return await self._run(work)
 
     async def write_watermark(self, project: str, view: str, micros: int) -> None:
-        await self._run(lambda conn: conn.execute(_RAISE_WATERMARK, (project, view, micros)))
+        await self._run(
+            lambda conn: conn.execute(_RAISE_WATERMARK, (project, view, micros)), write=True
+        )
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.close()
-
-        if self._conn is not None:
-            await self._run(work)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
