@@ -101,14 +101,14 @@ def test_sigterm_under_load_drains_and_exits_0(
 
     async def load() -> list[int]:
         async with AsyncFerryClient(server.target, timeout_s=10) as client:
-            redis_server.cli("client", "pause", "700", "ALL")
+            redis_server.cli("client", "pause", "1500", "ALL")
             calls = [
                 asyncio.create_task(
                     client.get_online_features(entities={"user_id": [i]}, features=["user_stats:*"])
                 )
                 for i in range(1, 51)
             ]
-            await asyncio.sleep(0.2)  # every call is now in flight, waiting on Redis
+            await asyncio.sleep(0.5)  # every call is now in flight, waiting on Redis
             server.process.send_signal(signal.SIGTERM)
             results = await asyncio.gather(*calls)
             return [r.row_count for r in results]

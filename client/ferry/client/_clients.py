@@ -23,6 +23,11 @@ from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # gRPC waits 1 s before reconnecting by default, so retries within a call's timeout of
+    # a few ms would all fail fast; reconnect sooner, backing off to 2 s.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 
