@@ -97,7 +97,15 @@ def test_sigterm_under_load_drains_and_exits_0(
     from tests.server.conftest import materialize_into
 
     materialize_into(served_repo, redis_url)
-    server = start_serve(SAMPLE_REPO, redis_url, tmp_path / "serve.log", "--grace-s", "5")
+    server = start_serve(
+        SAMPLE_REPO,
+        redis_url,
+        tmp_path / "serve.log",
+        "--grace-s",
+        "5",
+        "--store-timeout-ms",
+        "5000",
+    )
 
     async def load() -> list[int]:
         async with AsyncFerryClient(server.target, timeout_s=10) as client:
@@ -110,8 +118,8 @@ def test_sigterm_under_load_drains_and_exits_0(
             ]
             await asyncio.sleep(0.5)  # every call is now in flight, waiting on Redis
             server.process.send_signal(signal.SIGTERM)
-            results = await asyncio.gather(*calls)
-            return [r.row_count for r in results]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            return [r.row_count if not isinstance(r, Exception) else repr(r)[:200] for r in results]
 
     try:
         assert asyncio.run(load()) == [1] * 50
