@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ferry.cli import get, lookup, materialize, serve, validate
+from ferry.cli import get, lookup, materialize, serve, training, validate
 from ferry.core.errors import FerryError
 
 
@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     lookup.register(commands)
     serve.register(commands)
     get.register(commands)
+    training.register(commands)
     return root
 
 
