@@ -32,8 +32,9 @@ def repo(data: Path) -> FeatureRepo:
     return dataclasses.replace(load_repo(SAMPLE_REPO), offline_root=str(data))
 
 
-def brute_force(repo: FeatureRepo, view_name: str, keys: tuple[Any, ...], at: int | None
-                ) -> dict[str, Any] | None:
+def brute_force(
+    repo: FeatureRepo, view_name: str, keys: tuple[Any, ...], at: int | None
+) -> dict[str, Any] | None:
     view = repo.view(view_name)
     best, best_order = None, None
     if at is None or None in keys:
@@ -81,8 +82,11 @@ def check_frame(repo: FeatureRepo, entities: pa.Table, frame: pa.Table, service:
                 matched += 1
                 assert int(got_time.timestamp() * 1e6) == want["event_timestamp"], (i, view_name)
             for ref in (r for r in refs if r.view == view_name):
-                expected = None if want is None else as_stored(
-                    view.feature(ref.feature).type, want[ref.feature])
+                expected = (
+                    None
+                    if want is None
+                    else as_stored(view.feature(ref.feature).type, want[ref.feature])
+                )
                 assert row[str(ref)] == expected, (i, str(ref))
     return matched
 
@@ -90,8 +94,13 @@ def check_frame(repo: FeatureRepo, entities: pa.Table, frame: pa.Table, service:
 @pytest.mark.parametrize("batch_rows", [65_536, 97])
 def test_training_frame_matches_the_oracle(repo: FeatureRepo, data: Path, batch_rows: int) -> None:
     entities = pq.read_table(data / "transactions.parquet")
-    frame = get_training_frame(repo, entities, feature_service="fraud_v2",
-                               include_event_timestamps=True, batch_rows=batch_rows)
+    frame = get_training_frame(
+        repo,
+        entities,
+        feature_service="fraud_v2",
+        include_event_timestamps=True,
+        batch_rows=batch_rows,
+    )
     assert frame.num_rows == entities.num_rows
     assert frame.select(entities.column_names).equals(entities)  # order and labels kept
     assert check_frame(repo, entities, frame, "fraud_v2") > entities.num_rows
@@ -102,14 +111,17 @@ def test_training_frame_matches_the_oracle(repo: FeatureRepo, data: Path, batch_
 
 def test_edges_null_keys_and_times_keep_their_rows(repo: FeatureRepo) -> None:
     at = END
-    entities = pa.table({
-        "user_id": pa.array([990_001, 990_002, 990_003, None, 1, 1], pa.int64()),
-        # naive timestamps: read as UTC
-        "event_timestamp": pa.array([at, at, at, at, None, at], pa.timestamp("us")),
-        "label": [True, False, True, False, True, False],
-    })
-    frame = get_training_frame(repo, entities, features=["user_stats:txn_count_7d"],
-                               include_event_timestamps=True)
+    entities = pa.table(
+        {
+            "user_id": pa.array([990_001, 990_002, 990_003, None, 1, 1], pa.int64()),
+            # naive timestamps: read as UTC
+            "event_timestamp": pa.array([at, at, at, at, None, at], pa.timestamp("us")),
+            "label": [True, False, True, False, True, False],
+        }
+    )
+    frame = get_training_frame(
+        repo, entities, features=["user_stats:txn_count_7d"], include_event_timestamps=True
+    )
     got = frame["user_stats:txn_count_7d"].to_pylist()
     # Edge users: event == at - ttl is too old, event == at matches, at + 1 µs is too new.
     assert got[0] is None
@@ -136,10 +148,25 @@ def test_bad_training_requests(repo: FeatureRepo) -> None:
 def test_training_frame_cli(repo: FeatureRepo, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "train.parquet"
     done = subprocess.run(
-        [sys.executable, "-m", "ferry.cli.main", "training-frame", str(SAMPLE_REPO),
-         "--offline-root", str(data), "--entities", str(data / "transactions.parquet"),
-         "--feature-service", "fraud_v1", "--out", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "training-frame",
+            str(SAMPLE_REPO),
+            "--offline-root",
+            str(data),
+            "--entities",
+            str(data / "transactions.parquet"),
+            "--feature-service",
+            "fraud_v1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["rows"] == 4000
@@ -147,9 +174,24 @@ def test_training_frame_cli(repo: FeatureRepo, data: Path, tmp_path: Path) -> No
     assert frame.num_rows == 4000
     assert "merchant_stats:category" in frame.column_names
     bad = subprocess.run(
-        [sys.executable, "-m", "ferry.cli.main", "training-frame", str(SAMPLE_REPO),
-         "--offline-root", str(data), "--entities", str(tmp_path / "none.parquet"),
-         "--feature-service", "fraud_v1", "--out", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "training-frame",
+            str(SAMPLE_REPO),
+            "--offline-root",
+            str(data),
+            "--entities",
+            str(tmp_path / "none.parquet"),
+            "--feature-service",
+            "fraud_v1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert "none.parquet" in bad.stderr

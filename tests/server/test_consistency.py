@@ -21,19 +21,25 @@ async def test_training_frame_equals_served_features(
     pairs = pq.read_table(served_data / "transactions.parquet").select(["user_id", "merchant_id"])
     pairs = pairs.group_by(["user_id", "merchant_id"]).aggregate([])
     entities = pairs.append_column(
-        "event_timestamp", pa.array([END] * pairs.num_rows, pa.timestamp("us", tz="UTC")))
-    frame = get_training_frame(served_repo, entities, feature_service="fraud_v2",
-                               include_event_timestamps=True)
+        "event_timestamp", pa.array([END] * pairs.num_rows, pa.timestamp("us", tz="UTC"))
+    )
+    frame = get_training_frame(
+        served_repo, entities, feature_service="fraud_v2", include_event_timestamps=True
+    )
     async with AsyncFerryClient(f"127.0.0.1:{server.port}", timeout_s=30) as client:
         served = await client.get_online_features(
-            entities={"user_id": pairs["user_id"].to_pylist(),
-                      "merchant_id": pairs["merchant_id"].to_pylist()},
-            feature_service="fraud_v2")
+            entities={
+                "user_id": pairs["user_id"].to_pylist(),
+                "merchant_id": pairs["merchant_id"].to_pylist(),
+            },
+            feature_service="fraud_v2",
+        )
     compared = 0
     for feature in served:
         offline = frame[feature.name].to_pylist()
-        times = frame[feature.name.split(":")[0] + EVENT_TIMESTAMP_SUFFIX].cast(
-            pa.int64()).to_pylist()
+        times = (
+            frame[feature.name.split(":")[0] + EVENT_TIMESTAMP_SUFFIX].cast(pa.int64()).to_pylist()
+        )
         for i, status in enumerate(feature.statuses):
             online = feature.values[i] if status != "OUTSIDE_MAX_AGE" else feature.stale_values[i]
             assert online == offline[i], (feature.name, i, status)

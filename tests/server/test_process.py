@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -20,7 +21,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ferry.client import AsyncFerryClient, FerryClient, NotFoundError
-from ferry.core import FeatureRepo
+from ferry.core import FeatureRepo, load_repo
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.services import RedisServer
 
@@ -274,3 +275,46 @@ def test_several_workers_share_one_port(loaded_store: str, tmp_path: Path) -> No
                 os.kill(int(str(pid)), 0)
     finally:
         server.close()
+
+
+def test_verify_finds_no_skew_then_reports_a_pushed_one(
+    serving: ServerProcess, loaded_store: str, served_data: Path
+) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "ferry.cli.main",
+        "verify",
+        str(SAMPLE_REPO),
+        "--target",
+        serving.target,
+        "--offline-root",
+        str(served_data),
+        "--online-store",
+        loaded_store,
+    ]
+    done = subprocess.run([*base, "--sample", "300"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["mismatches"] == 0
+    assert summary["values_compared"] > 300 * 9
+    with FerryClient(serving.target, timeout_s=5) as client:
+        client.push(
+            "user_stats",
+            [{"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 123456}],
+        )
+    done = subprocess.run(
+        [*base, "--views", "user_stats", "--sample", "100000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    mismatches = [json.loads(line) for line in done.stdout.splitlines()[:-1]]
+    assert {m["feature"] for m in mismatches} == {
+        f.name for f in load_repo(SAMPLE_REPO).view("user_stats").features
+    }
+    assert {m["entity"]["user_id"] for m in mismatches} == {1}
+    count = next(m for m in mismatches if m["feature"] == "txn_count_7d")
+    assert count["served"]["value"] == 123456
+    assert "served values differ from the offline store" in done.stderr

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ferry.cli import get, lookup, materialize, serve, training, validate
+from ferry.cli import get, lookup, materialize, serve, training, validate, verify
 from ferry.core.errors import FerryError
 
 
@@ -21,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     serve.register(commands)
     get.register(commands)
     training.register(commands)
+    verify.register(commands)
     return root
 
 

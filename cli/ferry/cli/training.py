@@ -27,8 +27,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     which.add_argument("--features", help="comma-separated view:feature or view:* references")
     which.add_argument("--feature-service", help="a feature service name")
     parser.add_argument("--timestamp-column", default="event_timestamp")
-    parser.add_argument("--event-timestamps", action="store_true",
-                        help="add <view>:__event_timestamp columns")
+    parser.add_argument(
+        "--event-timestamps", action="store_true", help="add <view>:__event_timestamp columns"
+    )
     parser.add_argument("--out", required=True, help="Parquet file to write")
     parser.set_defaults(run=run)
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidValueError(f"cannot read the entity table {args.entities}: {err}") from err
     started = time.perf_counter()
     frame = get_training_frame(
-        repo, entities,
+        repo,
+        entities,
         features=[f.strip() for f in args.features.split(",")] if args.features else None,
         feature_service=args.feature_service,
         timestamp_column=args.timestamp_column,
@@ -50,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
     partial = f"{args.out}.partial"
     pq.write_table(frame, partial)
     os.replace(partial, args.out)  # never leave a half-written file under the asked name
-    print(json.dumps({"out": args.out, "rows": frame.num_rows, "columns": frame.num_columns,
-                      "seconds": round(time.perf_counter() - started, 3)}))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "rows": frame.num_rows,
+                "columns": frame.num_columns,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+    )
     return 0

@@ -1,0 +1,99 @@
+"""``ferry verify``: the training-serving skew check against a running server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.client import FerryClient
+from ferry.client.verify import sample_keys, verify_view
+from ferry.core.errors import FerryError
+from ferry.core.repo import FeatureRepo
+from ferry.core.timestamps import format_micros, parse_instant
+from ferry.materializer import select_views
+from ferry.stores.urls import open_online_store
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="compare served features with the offline as-of values (skew check)",
+        description="Sample entities of each view, ask the server for their features and "
+        "compare with the offline as-of values at the view's materialization watermark (or "
+        "--at). Prints one JSON line per mismatch and a summary; exits 1 if any differ.",
+    )
+    add_repo_arguments(parser)
+    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    parser.add_argument("--sample", type=int, default=1000, help="entities per view")
+    parser.add_argument(
+        "--at", help="ISO 8601 instant (default: each view's watermark, read from the online store)"
+    )
+    parser.add_argument("--views", help="comma-separated views (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = load(args)
+    views = select_views(repo, [v for v in (args.views or "").split(",") if v])
+    times = _times(args, repo, [v.name for v in views])
+    total, found = 0, 0
+    with FerryClient(args.target, timeout_s=30) as client:
+        for view in views:
+            keys = sample_keys(repo, view, args.sample, args.seed)
+            compared, mismatches = verify_view(client, repo, view, keys, times[view.name])
+            total += compared
+            found += len(mismatches)
+            for m in mismatches:
+                print(
+                    json.dumps(
+                        {
+                            "kind": "mismatch",
+                            "view": m.view,
+                            "feature": m.feature,
+                            "entity": m.entity,
+                            "served": m.served,
+                            "expected": m.expected,
+                        },
+                        default=str,
+                    )
+                )
+    print(
+        json.dumps(
+            {
+                "kind": "summary",
+                "views": len(views),
+                "values_compared": total,
+                "mismatches": found,
+                "at": {name: format_micros(at) for name, at in times.items()},
+            }
+        )
+    )
+    if found:
+        print(
+            f"ferry verify: {found} of {total} served values differ from the offline store",
+            file=sys.stderr,
+        )
+    return 1 if found else 0
+
+
+def _times(args: argparse.Namespace, repo: FeatureRepo, views: list[str]) -> dict[str, int]:
+    if args.at:
+        at = parse_instant(args.at)
+        return dict.fromkeys(views, at)
+
+    async def read() -> dict[str, int]:
+        store = open_online_store(online_store_url(args, repo))
+        try:
+            return await store.read_watermarks(repo.project, views)
+        finally:
+            await store.close()
+
+    marks = asyncio.run(read())
+    missing = [v for v in views if v not in marks]
+    if missing:
+        raise FerryError(f"no watermark for {', '.join(missing)}: materialize first, or pass --at")
+    return marks
