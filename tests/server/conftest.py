@@ -83,3 +83,7 @@ async def server(loaded_store: str) -> AsyncIterator[FerryServer]:
     running = await start_server(loaded_store, limits=Limits(max_entity_rows=5_000))
     yield running
     await running.stop(0)
+
+
+# The MLflow fixtures live in their own module; importing them makes them visible here.
+from tests.server.mlflow_fixtures import mlflow_server, sqlite_registry  # noqa: E402, F401

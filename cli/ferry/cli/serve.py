@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
-from ferry.server import DEFAULT_PORT, Limits, ServerConfig, run_workers
+from ferry.core.errors import FerryError
+from ferry.server import DEFAULT_PORT, Limits, RegistryConfig, ServerConfig, run_workers
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,7 +18,34 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "JSON line per process when it listens. SIGTERM/SIGINT drain and exit 0; SIGHUP "
         "reloads the repo file.",
     )
-    add_repo_arguments(parser)
+    add_repo_arguments(parser, optional=True)
+    parser.add_argument(
+        "--registry-uri",
+        help="MLflow tracking URI (sqlite:///PATH or "
+        "http://HOST:PORT): also serve RegistryService and GetModelFeatures",
+    )
+    parser.add_argument(
+        "--registry-only",
+        action="store_true",
+        help="serve only the registry: no repo file, no online store",
+    )
+    parser.add_argument(
+        "--poll-interval-s",
+        type=float,
+        default=1.0,
+        help="how often models in use are re-read from MLflow (default 1)",
+    )
+    parser.add_argument(
+        "--webhook-port",
+        type=int,
+        help="run an MLflow webhook receiver on "
+        "this port (0: any free one) for changes within ~0.1 s",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("FERRY_WEBHOOK_SECRET", ""),
+        help="secret MLflow signs webhooks with (default $FERRY_WEBHOOK_SECRET)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument(
         "--port",
@@ -54,10 +83,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    repo = load(args)
+    registry = None
+    if args.registry_uri:
+        registry = RegistryConfig(
+            args.registry_uri,
+            args.poll_interval_s,
+            webhook_host=args.host,
+            webhook_port=args.webhook_port,
+            webhook_secret=args.webhook_secret,
+        )
+    if args.registry_only:
+        if registry is None:
+            raise FerryError("--registry-only needs --registry-uri")
+        repo_file, online = "", ""
+    else:
+        if not args.repo_file:
+            raise FerryError("serve needs a repo file (or --registry-only)")
+        repo_file, online = args.repo_file, online_store_url(args, load(args))
     config = ServerConfig(
-        repo_file=args.repo_file,
-        online_store=online_store_url(args, repo),
+        repo_file=repo_file,
+        online_store=online,
+        registry=registry,
+        serve_features=not args.registry_only,
         host=args.host,
         port=args.port,
         limits=Limits(args.max_entity_rows, args.store_timeout_ms / 1000),

@@ -18,8 +18,12 @@ ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
 OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
 
 
-def add_repo_arguments(parser: argparse.ArgumentParser, online: bool = True) -> None:
-    parser.add_argument("repo_file", help="the feature repo YAML file")
+def add_repo_arguments(
+    parser: argparse.ArgumentParser, online: bool = True, optional: bool = False
+) -> None:
+    parser.add_argument(
+        "repo_file", nargs="?" if optional else None, help="the feature repo YAML file"
+    )
     parser.add_argument(
         "--offline-root",
         help=f"root of the offline store (overrides ${OFFLINE_ROOT_ENV} and the repo file)",

@@ -14,8 +14,10 @@ from ferry.client._errors import (
 )
 from ferry.client._results import FeatureValues, OnlineFeatures
 from ferry.client._retry import RetryPolicy
+from ferry.client.registry import FEATURE_SERVICE_TAG, ModelVersion, bind_feature_service
 
 __all__ = [
+    "FEATURE_SERVICE_TAG",
     "AsyncFerryClient",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -23,6 +25,7 @@ __all__ = [
     "FerryClient",
     "InternalError",
     "InvalidArgumentError",
+    "ModelVersion",
     "NotFoundError",
     "OnlineFeatures",
     "PushResult",
@@ -31,4 +34,5 @@ __all__ = [
     "RpcError",
     "UnavailableError",
     "UnimplementedError",
+    "bind_feature_service",
 ]

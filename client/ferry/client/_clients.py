@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
 import grpc.aio
 
+from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.client._errors import from_rpc_error
-from ferry.client._requests import Columns, online_features_request, push_request
+from ferry.client._requests import (
+    Columns,
+    model_features_request,
+    online_features_request,
+    push_request,
+)
 from ferry.client._results import OnlineFeatures, decode_online_features
 from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
+from ferry.client.registry import ModelVersion, selector
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -56,6 +63,7 @@ class FerryClient:
     ) -> None:
         self._channel = grpc.insecure_channel(target, options=_OPTIONS)
         self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
+        self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.retry = retry
 
@@ -75,6 +83,37 @@ class FerryClient:
         request = online_features_request(features, feature_service, entities)
         response = self._call(self._stub.GetOnlineFeatures, request, timeout_s, self.retry)
         return decode_online_features(response)
+
+    def get_model_features(
+        self,
+        model: str,
+        *,
+        entities: Columns,
+        alias: str | None = None,
+        stage: str | None = None,
+        version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[ModelVersion, OnlineFeatures]:
+        """The model version a selector resolves to, and its feature service's features."""
+        request = model_features_request(model, selector(alias, stage, version), entities)
+        response = self._call(self._stub.GetModelFeatures, request, timeout_s, self.retry)
+        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+
+    def get_model_version(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> ModelVersion:
+        """The version a selector resolves to now (``stale`` if the registry is down)."""
+        request = registry_pb2.GetModelVersionRequest(
+            name=model, selector=selector(alias, stage, version)
+        )
+        response = self._call(self._registry.GetModelVersion, request, timeout_s, self.retry)
+        return ModelVersion.from_message(response.model_version, response.stale)
 
     def push(
         self,
@@ -118,6 +157,7 @@ class AsyncFerryClient:
     ) -> None:
         self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
         self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
+        self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.retry = retry
 
@@ -133,6 +173,58 @@ class AsyncFerryClient:
         request = online_features_request(features, feature_service, entities)
         response = await self._call(self._stub.GetOnlineFeatures, request, timeout_s, self.retry)
         return decode_online_features(response)
+
+    async def get_model_features(
+        self,
+        model: str,
+        *,
+        entities: Columns,
+        alias: str | None = None,
+        stage: str | None = None,
+        version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[ModelVersion, OnlineFeatures]:
+        """See ``FerryClient.get_model_features``."""
+        request = model_features_request(model, selector(alias, stage, version), entities)
+        response = await self._call(self._stub.GetModelFeatures, request, timeout_s, self.retry)
+        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+
+    async def get_model_version(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> ModelVersion:
+        """See ``FerryClient.get_model_version``."""
+        request = registry_pb2.GetModelVersionRequest(
+            name=model, selector=selector(alias, stage, version)
+        )
+        response = await self._call(self._registry.GetModelVersion, request, timeout_s, self.retry)
+        return ModelVersion.from_message(response.model_version, response.stale)
+
+    async def watch_model_version(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        version: int | None = None,
+    ) -> AsyncIterator[ModelVersion]:
+        """The version now, then each change, until the caller stops iterating."""
+        request = registry_pb2.WatchModelVersionRequest(
+            name=model, selector=selector(alias, stage, version)
+        )
+        stream = self._registry.WatchModelVersion(request)
+        try:
+            async for message in stream:
+                yield ModelVersion.from_message(message.model_version, message.stale)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            stream.cancel()
 
     async def push(
         self,

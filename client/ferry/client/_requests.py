@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
+from ferry.api.registry.v1 import registry_pb2
 from ferry.api.serving.v1 import serving_pb2
 from ferry.core.errors import InvalidValueError
 from ferry.core.timestamps import datetime_to_micros
@@ -33,6 +34,16 @@ def online_features_request(
         request.feature_service = feature_service
     else:
         request.refs.refs.extend(features or [])
+    for name, (kind, values, _) in typed_columns(entities).items():
+        fill_column(request.entities[name], kind, values)
+    return request
+
+
+def model_features_request(
+    model: str, selector: registry_pb2.ModelSelector, entities: Columns
+) -> serving_pb2.GetModelFeaturesRequest:
+    """A GetModelFeatures request."""
+    request = serving_pb2.GetModelFeaturesRequest(model_name=model, selector=selector)
     for name, (kind, values, _) in typed_columns(entities).items():
         fill_column(request.entities[name], kind, values)
     return request

@@ -8,6 +8,7 @@ the old definitions if the new file is invalid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,20 +23,45 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from ferry.api.registry.v1 import registry_pb2
+from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.core.errors import FerryError
 from ferry.core.repo_file import load_repo
 from ferry.server.catalog import Catalog
 from ferry.server.errors import ErrorInterceptor
-from ferry.server.health import StoreHealth
+from ferry.server.health import SERVING, StoreHealth
+from ferry.server.mlflow_source import MlflowSource
+from ferry.server.model_registry import ModelRegistry
+from ferry.server.registry_service import RegistryService
 from ferry.server.service import Limits, ServingService
+from ferry.server.webhooks import WebhookReceiver
 from ferry.stores.base import OnlineStore
 from ferry.stores.urls import open_online_store
 
 log = logging.getLogger("ferry.server")
 SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
+REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 DEFAULT_PORT = 6570
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The model registry a server fronts.
+
+    Attributes:
+        tracking_uri: MLflow tracking URI: ``sqlite:///path`` (no server) or
+            ``http://host:port`` of an ``mlflow server``.
+        poll_interval_s: How often every model in use is re-read, in seconds. Default 1.
+        webhook_host: Address of the webhook receiver. Default 127.0.0.1.
+        webhook_port: Port of the webhook receiver; None runs none, 0 picks a free one.
+        webhook_secret: The secret MLflow signs deliveries with; required with a receiver.
+    """
+
+    tracking_uri: str
+    poll_interval_s: float = 1.0
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int | None = None
+    webhook_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,24 +69,28 @@ class ServerConfig:
     """How to run a server.
 
     Attributes:
-        repo_file: The feature repo YAML; reloaded on SIGHUP.
-        online_store: Online store URL.
+        repo_file: The feature repo YAML; reloaded on SIGHUP. Unused without features.
+        online_store: Online store URL. Unused without features.
         host: Address to listen on. Default 127.0.0.1.
         port: Port; 0 picks a free one. Default 6570.
         limits: Per-request bounds.
         max_message_bytes: Largest request or response message. Default 16 MiB.
         health_interval_s: Store probe period, in seconds. Default 0.5.
         grace_s: How long in-flight calls may finish after SIGTERM, in seconds. Default 10.
+        registry: The model registry to serve (RegistryService, GetModelFeatures), or None.
+        serve_features: False runs the registry alone, without a repo or online store.
     """
 
-    repo_file: str
-    online_store: str
+    repo_file: str = ""
+    online_store: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 16 * 1024 * 1024
     health_interval_s: float = 0.5
     grace_s: float = 10.0
+    registry: RegistryConfig | None = None
+    serve_features: bool = True
 
 
 class FerryServer:
@@ -68,34 +98,51 @@ class FerryServer:
 
     def __init__(self, config: ServerConfig, store: OnlineStore | None = None) -> None:
         self.config = config
-        self.catalog = Catalog(load_repo(config.repo_file))
-        self.store = store or open_online_store(config.online_store)
         self.health_servicer = health_aio.HealthServicer()
-        self.health = StoreHealth(
-            self.health_servicer, self.store, [SERVING_SERVICE], config.health_interval_s
-        )
+        self.registry: ModelRegistry | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self.health: StoreHealth | None = None
+        self.store: OnlineStore | None = None
+        if config.registry is not None:
+            self.registry = ModelRegistry(
+                MlflowSource(config.registry.tracking_uri), config.registry.poll_interval_s
+            )
+        if config.serve_features:
+            self.catalog = Catalog(load_repo(config.repo_file))
+            self.store = store or open_online_store(config.online_store)
+            self.health = StoreHealth(
+                self.health_servicer, self.store, [SERVING_SERVICE], config.health_interval_s
+            )
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(self.health.store_down)],
+            interceptors=[ErrorInterceptor(self._store_down)],
             options=[
                 ("grpc.so_reuseport", 1),
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
             ],
         )
-        serving_pb2_grpc.add_ServingServiceServicer_to_server(
-            ServingService(lambda: self.catalog, self.store, config.limits), self.server
-        )
+        services = [
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        if self.store is not None:
+            serving_pb2_grpc.add_ServingServiceServicer_to_server(
+                ServingService(lambda: self.catalog, self.store, config.limits, self.registry),
+                self.server,
+            )
+            services.append(SERVING_SERVICE)
+        if self.registry is not None:
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+                RegistryService(self.registry), self.server
+            )
+            services.append(REGISTRY_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.server)
-        reflection.enable_server_reflection(
-            [
-                SERVING_SERVICE,
-                registry_pb2.DESCRIPTOR.package + ".RegistryService",
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.server,
-        )
+        reflection.enable_server_reflection(services, self.server)
         self.port = 0
+
+    def _store_down(self) -> None:
+        if self.health is not None:
+            self.health.store_down()
 
     async def start(self) -> int:
         """Listen and start serving; returns the bound port."""
@@ -103,11 +150,37 @@ class FerryServer:
         if self.port == 0:
             raise FerryError(f"cannot listen on {self.config.host}:{self.config.port}")
         await self.server.start()
-        await self.health.start()
+        if self.health is not None:
+            await self.health.start()
+        else:
+            await self.health_servicer.set("", SERVING)
+        if self.registry is not None:
+            await self.registry.start()
+            settings = self.config.registry
+            if settings is not None and settings.webhook_port is not None:
+                if not settings.webhook_secret:
+                    raise FerryError(
+                        "a webhook receiver needs a secret (--webhook-secret or "
+                        "$FERRY_WEBHOOK_SECRET)"
+                    )
+                self.webhooks = WebhookReceiver(
+                    settings.webhook_host,
+                    settings.webhook_port,
+                    settings.webhook_secret,
+                    self._model_changed,
+                )
+                await self.webhooks.start()
         return self.port
+
+    async def _model_changed(self, name: str) -> None:
+        if self.registry is not None and name in self.registry.models():
+            with contextlib.suppress(FerryError):
+                await self.registry.refresh(name)
 
     def reload(self) -> bool:
         """Re-read the repo file; on any problem keep the current definitions."""
+        if not self.config.serve_features:
+            return False
         try:
             catalog = Catalog(load_repo(self.config.repo_file))
         except FerryError as err:
@@ -124,9 +197,17 @@ class FerryServer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new calls, let calls in flight finish, close the store."""
-        await self.health.drain()
+        if self.health is not None:
+            await self.health.drain()
+        else:
+            await self.health_servicer.enter_graceful_shutdown()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.server.stop(self.config.grace_s if grace_s is None else grace_s)
-        await self.store.close()
+        if self.registry is not None:
+            await self.registry.stop()
+        if self.store is not None:
+            await self.store.close()
 
 
 async def serve(config: ServerConfig) -> None:

@@ -4,10 +4,12 @@ Every failure reaches the client as a ``google.rpc.Status`` with one ``ErrorInfo
 (``domain="ferry"``, an UPPER_SNAKE ``reason`` and ``metadata`` holding each value the
 message quotes). Codes:
 
-    UnknownFeatureServiceError, UnknownFeatureViewError   NOT_FOUND
+    UnknownFeatureServiceError, UnknownFeatureViewError,
+    UnknownModelError                                     NOT_FOUND
     UnknownFeatureError, InvalidValueError,
     InvalidRequestError                                   INVALID_ARGUMENT
-    StoreUnavailableError                                 UNAVAILABLE
+    MissingBindingError                                   FAILED_PRECONDITION
+    StoreUnavailableError, RegistryUnavailableError       UNAVAILABLE
     DeadlineError                                         DEADLINE_EXCEEDED
     NotImplementedYetError                                UNIMPLEMENTED
     anything else                                         INTERNAL, generic message; the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -35,6 +37,11 @@ from ferry.core.errors import (
     UnknownFeatureError,
     UnknownFeatureServiceError,
     UnknownFeatureViewError,
+)
+from ferry.server.model_registry import (
+    MissingBindingError,
+    RegistryUnavailableError,
+    UnknownModelError,
 )
 
 log = logging.getLogger("ferry.server")
@@ -62,6 +69,9 @@ class NotImplementedYetError(FerryError):
 _CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
     (UnknownFeatureServiceError, grpc.StatusCode.NOT_FOUND),
     (UnknownFeatureViewError, grpc.StatusCode.NOT_FOUND),
+    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
+    (MissingBindingError, grpc.StatusCode.FAILED_PRECONDITION),
+    (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (UnknownFeatureError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -90,6 +100,7 @@ def to_status(
 
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
 
 
 def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
@@ -98,22 +109,49 @@ def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) ->
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behaviour(request, context)
-        except FerryError as err:
-            code = status_code_of(err)
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("%s failed", method)
-                await _abort_internal(context)
-            if code is grpc.StatusCode.UNAVAILABLE:
-                on_store_down()
-            log.debug("%s: %s: %s", method, code.name, err)
-            await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception:
-            log.exception("%s failed", method)
-            await _abort_internal(context)
+        except Exception as err:
+            await _abort(method, err, context, on_store_down)
 
     return guarded
+
+
+def guard_stream(
+    method: str, behaviour: StreamHandler, on_store_down: Callable[[], None]
+) -> StreamHandler:
+    """``guard`` for server-streaming handlers."""
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for message in behaviour(request, context):
+                yield message
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as err:
+            await _abort(method, err, context, on_store_down)
+
+    return guarded
+
+
+async def _abort(
+    method: str,
+    err: Exception,
+    context: grpc.aio.ServicerContext,
+    on_store_down: Callable[[], None],
+) -> None:
+    if not isinstance(err, FerryError):
+        log.exception("%s failed", method)
+        await _abort_internal(context)
+        return
+    code = status_code_of(err)
+    if code is grpc.StatusCode.INTERNAL:
+        log.exception("%s failed", method)
+        await _abort_internal(context)
+    if isinstance(err, StoreUnavailableError):
+        on_store_down()
+    log.debug("%s: %s: %s", method, code.name, err)
+    await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
 
 
 async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
@@ -146,12 +184,21 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            guard(method, handler.unary_unary, self._on_store_down),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                guard(method, handler.unary_unary, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                guard_stream(method, handler.unary_stream, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            return handler
         self._handlers[method] = wrapped
         return wrapped

@@ -15,7 +15,9 @@ from ferry.server.catalog import Catalog, FeaturePlan
 from ferry.server.entities import parse_entities
 from ferry.server.errors import DeadlineError, InvalidRequestError, NotImplementedYetError
 from ferry.server.lookup import read_features
+from ferry.server.model_registry import FEATURE_SERVICE_TAG, MissingBindingError, ModelRegistry
 from ferry.server.push import push_rows
+from ferry.server.registry_service import selector_of, version_message
 from ferry.stores.base import OnlineStore
 from ferry.wire.columns import column_length
 
@@ -40,10 +42,17 @@ class Limits:
 class ServingService(serving_pb2_grpc.ServingServiceServicer):
     """Answers GetOnlineFeatures and PushFeatures from one online store."""
 
-    def __init__(self, catalog: Callable[[], Catalog], store: OnlineStore, limits: Limits):
+    def __init__(
+        self,
+        catalog: Callable[[], Catalog],
+        store: OnlineStore,
+        limits: Limits,
+        registry: ModelRegistry | None = None,
+    ) -> None:
         self._catalog = catalog
         self._store = store
         self._limits = limits
+        self._registry = registry
 
     async def GetOnlineFeatures(  # noqa: N802 - the gRPC method name
         self, request: serving_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
@@ -58,9 +67,28 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
     async def GetModelFeatures(  # noqa: N802
         self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> serving_pb2.GetModelFeaturesResponse:
-        raise NotImplementedYetError(
-            "GetModelFeatures needs the model registry, which this server does not run yet"
+        if self._registry is None:
+            raise NotImplementedYetError(
+                "this server runs without a model registry: start it with --registry-uri"
+            )
+        selector = selector_of(request.model_name, request.selector, request.HasField("selector"))
+        found = await self._registry.resolve(request.model_name, selector)
+        service = found.version.feature_service
+        if not service:
+            raise MissingBindingError(
+                f"model {request.model_name!r} version {found.version.version} has no "
+                f"{FEATURE_SERVICE_TAG!r} tag naming the feature service it was trained with",
+                model=request.model_name,
+                version=found.version.version,
+            )
+        plan = self._catalog().plan_for_service(service)
+        _, entities = parse_entities(request.entities, plan, self._limits.max_entity_rows)
+        columns = await self._bounded(context, read_features(self._store, plan, entities))
+        response = serving_pb2.GetModelFeaturesResponse(
+            model_version=version_message(found.version), row_count=len(columns[0].statuses)
         )
+        response.features.extend(columns)
+        return response
 
     async def PushFeatures(  # noqa: N802
         self, request: serving_pb2.PushFeaturesRequest, context: grpc.aio.ServicerContext

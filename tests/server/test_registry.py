@@ -1,0 +1,267 @@
+"""RegistryService and GetModelFeatures over MLflow: embedded sqlite and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from ferry.client import (
+    AsyncFerryClient,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ModelVersion,
+    NotFoundError,
+    RetryPolicy,
+)
+from ferry.server import FerryServer, RegistryConfig
+from ferry.server.webhooks import signature_ok
+from tests.server.mlflow_fixtures import MODEL, MlflowServer, mlflow_client, register_versions
+from tests.server.conftest import start_server
+
+ENTITIES = {"user_id": [1, 2, 424242], "merchant_id": ["m0000001", "m0000002", "m0000003"]}
+
+
+@pytest.fixture
+async def registry_server(
+    loaded_store: str, sqlite_registry: str
+) -> AsyncIterator[tuple[FerryServer, Any]]:
+    client = register_versions(sqlite_registry)
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    client.set_registered_model_alias(MODEL, "unbound", "2")
+    with pytest.warns(FutureWarning):
+        client.transition_model_version_stage(MODEL, "1", "Production")
+    server = await start_server(loaded_store, registry=RegistryConfig(sqlite_registry, 0.2))
+    yield server, client
+    await server.stop(0)
+
+
+async def test_resolution_by_alias_stage_and_number(
+    registry_server: tuple[FerryServer, Any],
+) -> None:
+    server, _ = registry_server
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        by_alias = await client.get_model_version(MODEL, alias="champion")
+        by_stage = await client.get_model_version(MODEL, stage="production")
+        by_number = await client.get_model_version(MODEL, version=2)
+    assert by_alias.version == by_stage.version == 1
+    assert by_alias.aliases == ("champion",)
+    assert by_alias.stage == "Production"
+    assert by_alias.feature_service == "fraud_v1"
+    assert by_alias.source == f"s3://ferry-tests/models/{MODEL}"
+    assert by_alias.creation_micros > 0
+    assert not by_alias.stale
+    assert (by_number.version, by_number.feature_service) == (2, "")
+
+
+@pytest.mark.parametrize(
+    ("model", "selector", "error", "reason"),
+    [
+        ("nope", {"alias": "champion"}, NotFoundError, "UNKNOWN_MODEL"),
+        (MODEL, {"alias": "nobody"}, NotFoundError, "UNKNOWN_MODEL"),
+        (MODEL, {"stage": "Staging"}, NotFoundError, "UNKNOWN_MODEL"),
+        (MODEL, {"version": 99}, NotFoundError, "UNKNOWN_MODEL"),
+        (MODEL, {"version": 0}, InvalidArgumentError, "MISSING_SELECTOR"),
+        ("", {"alias": "champion"}, InvalidArgumentError, "MISSING_MODEL_NAME"),
+    ],
+)
+async def test_unknown_models_and_bad_selectors(
+    registry_server: tuple[FerryServer, Any],
+    model: str,
+    selector: dict[str, Any],
+    error: type[Exception],
+    reason: str,
+) -> None:
+    server, _ = registry_server
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(error) as caught:
+            await client.get_model_version(model, **selector)
+    assert caught.value.reason == reason  # type: ignore[attr-defined]
+
+
+async def test_get_model_features_equals_get_online_features(
+    registry_server: tuple[FerryServer, Any],
+) -> None:
+    server, _ = registry_server
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        version, features = await client.get_model_features(
+            MODEL, alias="champion", entities=ENTITIES
+        )
+        direct = await client.get_online_features(feature_service="fraud_v1", entities=ENTITIES)
+        with pytest.raises(FailedPreconditionError) as caught:
+            await client.get_model_features(MODEL, alias="unbound", entities=ENTITIES)
+    assert version.version == 1
+    assert features.names == direct.names
+    for mine, theirs in zip(features, direct, strict=True):
+        assert (mine.values, mine.statuses, mine.event_timestamps) == (
+            theirs.values,
+            theirs.statuses,
+            theirs.event_timestamps,
+        )
+    assert "model 'fraud-detector' version 2 has no 'ferry.feature_service' tag" in str(
+        caught.value
+    )
+
+
+async def next_version(watch: AsyncIterator[ModelVersion], within_s: float) -> ModelVersion:
+    return await asyncio.wait_for(anext(watch), within_s)
+
+
+async def until_version(
+    watch: AsyncIterator[ModelVersion], number: int, within_s: float
+) -> ModelVersion:
+    """The first message naming version ``number``; a watcher also hears of other changes
+    of the version it follows (its aliases, tags, stage)."""
+
+    async def scan() -> ModelVersion:
+        async for version in watch:
+            if version.version == number:
+                return version
+        raise AssertionError("the stream ended")
+
+    return await asyncio.wait_for(scan(), within_s)
+
+
+async def test_watchers_see_alias_moves_and_stage_transitions_by_polling(
+    registry_server: tuple[FerryServer, Any],
+) -> None:
+    server, mlflow = registry_server
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        by_alias = client.watch_model_version(MODEL, alias="champion")
+        by_stage = client.watch_model_version(MODEL, stage="Production")
+        assert (await next_version(by_alias, 5)).version == 1
+        assert (await next_version(by_stage, 5)).version == 1
+        started = time.monotonic()
+        mlflow.set_registered_model_alias(MODEL, "champion", "2")
+        assert (await until_version(by_alias, 2, 2)).version == 2
+        assert time.monotonic() - started < 2
+        with pytest.warns(FutureWarning):
+            mlflow.transition_model_version_stage(MODEL, "2", "Production")
+        assert (await until_version(by_stage, 2, 2)).stage == "Production"
+        await by_alias.aclose()
+        await by_stage.aclose()
+
+
+async def test_a_server_without_registry_says_so(server: FerryServer) -> None:
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(Exception) as caught:
+            await client.get_model_features(MODEL, alias="champion", entities=ENTITIES)
+    assert caught.value.code is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+
+# -- a real mlflow server: webhooks and outages -------------------------------------------
+
+
+def sign(secret: str, delivery: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(
+        secret.encode(), f"{delivery}.{timestamp}.".encode() + body, hashlib.sha256
+    ).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def test_signature_check() -> None:
+    body = b'{"data": {"name": "m"}}'
+    now = str(int(time.time()))
+    good = sign("s3cret", "d1", now, body)
+    assert signature_ok("s3cret", "d1", now, body, good)
+    assert not signature_ok("other", "d1", now, body, good)
+    assert not signature_ok("s3cret", "d2", now, body, good)
+    assert not signature_ok("s3cret", "d1", now, body + b" ", good)
+    old = str(int(time.time()) - 3600)
+    assert not signature_ok("s3cret", "d1", old, body, sign("s3cret", "d1", old, body))
+    assert not signature_ok("s3cret", "d1", now, body, "v2," + good[3:])
+
+
+async def test_alias_moves_reach_watchers_by_webhook_and_outages_serve_the_last_state(
+    mlflow_server: MlflowServer, loaded_store: str
+) -> None:
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    mlflow = register_versions(mlflow_server.uri, name, ("fraud_v1", "fraud_v2"))
+    mlflow.set_registered_model_alias(name, "champion", "1")
+    secret = "webhook-s3cret"
+    server = await start_server(
+        loaded_store,
+        registry=RegistryConfig(
+            mlflow_server.uri, poll_interval_s=30, webhook_port=0, webhook_secret=secret
+        ),
+    )
+    assert server.webhooks is not None
+    url = f"http://127.0.0.1:{server.webhooks.port}/"
+    await asyncio.to_thread(
+        mlflow.create_webhook,
+        name=f"ferry-{name}",
+        url=url,
+        secret=secret,
+        events=["model_version_alias.created", "model_version.created"],
+    )
+    await asyncio.sleep(1.2)  # past MLflow's webhook-list cache (MLFLOW_WEBHOOK_CACHE_TTL=1)
+    try:
+        async with AsyncFerryClient(
+            f"127.0.0.1:{server.port}", retry=RetryPolicy(attempts=1), timeout_s=5
+        ) as client:
+            watch = client.watch_model_version(name, alias="champion")
+            assert (await next_version(watch, 5)).version == 1
+            started = time.monotonic()
+            # In a thread: MLflow may deliver the webhook before it answers this call, and
+            # the receiver runs on this event loop.
+            await asyncio.to_thread(mlflow.set_registered_model_alias, name, "champion", "2")
+            moved = await until_version(watch, 2, 0.5)  # polling is 30 s: only webhooks can
+            assert moved.version == 2
+            assert moved.feature_service == "fraud_v2"
+            assert time.monotonic() - started < 0.5 + 0.5  # plus the MLflow call itself
+
+            # A forged delivery is refused and changes nothing.
+            body = json.dumps(
+                {
+                    "entity": "model_version_alias",
+                    "action": "created",
+                    "data": {"name": name, "alias": "champion", "version": "1"},
+                }
+            )
+            request = urllib.request.Request(
+                url,
+                data=body.encode(),
+                method="POST",
+                headers={
+                    "X-MLflow-Delivery-Id": "forged",
+                    "X-MLflow-Timestamp": str(int(time.time())),
+                    "X-MLflow-Signature": sign(
+                        "wrong", "forged", str(int(time.time())), body.encode()
+                    ),
+                },
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+            assert refused.value.code == 401
+            refused.value.close()
+
+            # MLflow frozen: the last known version is still served, marked stale.
+            mlflow_server.pause()
+            try:
+                await server.registry.refresh(name)  # type: ignore[union-attr]
+                stale = await client.get_model_version(name, alias="champion")
+                assert (stale.version, stale.stale) == (2, True)
+                version, features = await client.get_model_features(
+                    name, alias="champion", entities=ENTITIES
+                )
+                assert version.version == 2
+                assert features.row_count == 3
+            finally:
+                mlflow_server.resume()
+            await server.registry.refresh(name)  # type: ignore[union-attr]
+            fresh = await client.get_model_version(name, alias="champion")
+            assert (fresh.version, fresh.stale) == (2, False)
+            await watch.aclose()
+    finally:
+        await server.stop(0)
