@@ -24,11 +24,12 @@ from ferry.client import (
     ModelVersion,
     NotFoundError,
     RetryPolicy,
+    UnimplementedError,
 )
 from ferry.server import FerryServer, RegistryConfig
 from ferry.server.webhooks import signature_ok
-from tests.server.mlflow_fixtures import MODEL, MlflowServer, mlflow_client, register_versions
 from tests.server.conftest import start_server
+from tests.server.mlflow_fixtures import MODEL, MlflowServer, register_versions
 
 ENTITIES = {"user_id": [1, 2, 424242], "merchant_id": ["m0000001", "m0000002", "m0000003"]}
 
@@ -155,9 +156,9 @@ async def test_watchers_see_alias_moves_and_stage_transitions_by_polling(
 
 async def test_a_server_without_registry_says_so(server: FerryServer) -> None:
     async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(UnimplementedError, match="without a model registry") as caught:
             await client.get_model_features(MODEL, alias="champion", entities=ENTITIES)
-    assert caught.value.code is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+    assert caught.value.code is grpc.StatusCode.UNIMPLEMENTED
 
 
 # -- a real mlflow server: webhooks and outages -------------------------------------------
