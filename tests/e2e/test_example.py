@@ -1,0 +1,25 @@
+"""The end-to-end workflow example runs as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_fraud_workflow_example(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "fraud_workflow.py"), str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "training frame: 20000 rows x 14 columns" in out
+    assert "alias champion, stage Production" in out
+    assert "serving version 1 (fraud_v1):" in out
+    assert out.count("fraud score") == 5
+    assert "watcher: champion moved to version 2" in out
