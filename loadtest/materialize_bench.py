@@ -16,31 +16,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from local_redis import local_redis, redis_cli  # loadtest/local_redis.py
+
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_cli(port: int, *args: str) -> str:
-    return subprocess.run(
-        ["redis-cli", "-p", str(port), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
 
 
 def used_memory(port: int) -> int:
@@ -124,36 +109,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000, help="users of the larger run")
     parser.add_argument("--set-requests", type=int, default=2_000_000)
     args = parser.parse_args()
-    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is missing: apt-get install redis-server redis-tools")
+    if shutil.which("redis-benchmark") is None:
+        raise SystemExit("redis-benchmark is missing: run bash scripts/install-redis.sh")
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
-            ).stdout.strip()
-            != "PONG"
-        ):
-            time.sleep(0.05)
+        _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
+    with local_redis(work) as port:
         baseline = set_rate(port, args.set_requests)
         results = []
         for users in sorted({max(100, args.users // 10), args.users, args.users * 3}):
@@ -196,10 +162,6 @@ def main() -> None:
                 f"{r['peak_rss_mb']:>11} {r['redis_bytes_per_row']:>11}"
             )
         print(f"redis-benchmark -P 64 -t set: {baseline:,.0f} SET/s (same server, same run)")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

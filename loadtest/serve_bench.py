@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import uvloop
+from local_redis import local_redis  # loadtest/local_redis.py
 
 from ferry.api.serving.v1 import serving_pb2
 
@@ -151,113 +151,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferry-serve-bench-"))
     processes: list[subprocess.Popen[str]] = []
     try:
-        port = _free_port()
-        redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(work),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(redis)  # type: ignore[arg-type]
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
-            ).stdout.strip()
-            != "PONG"
-        ):
-            time.sleep(0.05)
-        url = f"redis://127.0.0.1:{port}/0"
-        merchants = max(10, args.users // 20)
-        start_day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "datasets" / "fraud.py"),
-                str(work / "data"),
-                "--users",
-                str(args.users),
-                "--merchants",
-                str(merchants),
-                "--transactions",
-                "1000",
-                "--start",
-                start_day,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        ferry = [sys.executable, "-m", "ferry.cli.main"]
-        subprocess.run(
-            [
-                *ferry,
-                "materialize-incremental",
-                str(REPO),
-                "--offline-root",
-                str(work / "data"),
-                "--online-store",
-                url,
-                "--end",
-                "now",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        server, ferry_target = start(
-            [*ferry, "serve", str(REPO), "--online-store", url, "--port", "0"], work / "serve.log"
-        )
-        processes.append(server)
-        echo, echo_target = start(
-            [sys.executable, str(ROOT / "loadtest" / "echo_server.py")], work / "echo.log"
-        )
-        processes.append(echo)
-        rows = []
-        for batch in (int(b) for b in args.batches.split(",")):
-            payloads = request_bytes(batch, args.users, merchants, seed=batch)
-            base = measure(echo_target, echo.pid, payloads, args)
-            mine = measure(ferry_target, server.pid, payloads, args)
-            rows.append(
-                {
-                    "batch": batch,
-                    "echo": base,
-                    "ferry": mine,
-                    "rps_ratio": round(mine["rps"] / max(base["rps"], 1), 3),
-                    "cpu_ratio": round(
-                        mine["server_cpu_us_per_call"] / max(base["server_cpu_us_per_call"], 1), 2
-                    ),
-                    "ferry_rows_per_s": mine["rps"] * batch,
-                }
-            )
-        print(json.dumps({"settings": vars(args), "cases": rows}, indent=2))
-        print(
-            f"\n{'batch':>5} {'server':>6} {'rps':>7} {'rows/s':>8} {'p50 ms':>7} "
-            f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu us/call':>11}"
-        )
-        for row in rows:
-            for name in ("echo", "ferry"):
-                m = row[name]
-                print(
-                    f"{row['batch']:>5} {name:>6} {m['rps']:>7} {m['rps'] * row['batch']:>8} "
-                    f"{m['p50_ms']:>7} {m['p90_ms']:>7} {m['p99_ms']:>7} {m['max_ms']:>7} "
-                    f"{m['server_cpu_us_per_call']:>11}"
-                )
-            print(
-                f"{'':>5} {'ratio':>6} {row['rps_ratio']:>7} {'':>8} {'':>7} {'':>7} {'':>7} "
-                f"{'':>7} {row['cpu_ratio']:>11}"
-            )
-        errors = sum(row[n]["errors"] for row in rows for n in ("echo", "ferry"))
-        if errors:
-            raise SystemExit(f"{errors} calls failed; see {work}")
+        with local_redis(work) as port:
+            _run(args, work, port, processes)
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -265,10 +160,90 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _run(
+    args: argparse.Namespace, work: Path, port: int, processes: list[subprocess.Popen[str]]
+) -> None:
+    url = f"redis://127.0.0.1:{port}/0"
+    merchants = max(10, args.users // 20)
+    start_day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "datasets" / "fraud.py"),
+            str(work / "data"),
+            "--users",
+            str(args.users),
+            "--merchants",
+            str(merchants),
+            "--transactions",
+            "1000",
+            "--start",
+            start_day,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ferry = [sys.executable, "-m", "ferry.cli.main"]
+    subprocess.run(
+        [
+            *ferry,
+            "materialize-incremental",
+            str(REPO),
+            "--offline-root",
+            str(work / "data"),
+            "--online-store",
+            url,
+            "--end",
+            "now",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server, ferry_target = start(
+        [*ferry, "serve", str(REPO), "--online-store", url, "--port", "0"], work / "serve.log"
+    )
+    processes.append(server)
+    echo, echo_target = start(
+        [sys.executable, str(ROOT / "loadtest" / "echo_server.py")], work / "echo.log"
+    )
+    processes.append(echo)
+    rows = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        payloads = request_bytes(batch, args.users, merchants, seed=batch)
+        base = measure(echo_target, echo.pid, payloads, args)
+        mine = measure(ferry_target, server.pid, payloads, args)
+        rows.append(
+            {
+                "batch": batch,
+                "echo": base,
+                "ferry": mine,
+                "rps_ratio": round(mine["rps"] / max(base["rps"], 1), 3),
+                "cpu_ratio": round(
+                    mine["server_cpu_us_per_call"] / max(base["server_cpu_us_per_call"], 1), 2
+                ),
+                "ferry_rows_per_s": mine["rps"] * batch,
+            }
+        )
+    print(json.dumps({"settings": vars(args), "cases": rows}, indent=2))
+    print(
+        f"\n{'batch':>5} {'server':>6} {'rps':>7} {'rows/s':>8} {'p50 ms':>7} "
+        f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu us/call':>11}"
+    )
+    for row in rows:
+        for name in ("echo", "ferry"):
+            m = row[name]
+            print(
+                f"{row['batch']:>5} {name:>6} {m['rps']:>7} {m['rps'] * row['batch']:>8} "
+                f"{m['p50_ms']:>7} {m['p90_ms']:>7} {m['p99_ms']:>7} {m['max_ms']:>7} "
+                f"{m['server_cpu_us_per_call']:>11}"
+            )
+        print(
+            f"{'':>5} {'ratio':>6} {row['rps_ratio']:>7} {'':>8} {'':>7} {'':>7} {'':>7} "
+            f"{'':>7} {row['cpu_ratio']:>11}"
+        )
+    errors = sum(row[n]["errors"] for row in rows for n in ("echo", "ferry"))
+    if errors:
+        raise SystemExit(f"{errors} calls failed; see {work}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 from typing import Any
 
+from ferry.cli.output import jsonable
 from ferry.client import FerryClient, OnlineFeatures
 from ferry.core.errors import InvalidValueError
 from ferry.core.timestamps import format_micros
-from ferry.core.types import ValueType
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,7 +94,7 @@ def _rows(entities: dict[str, list[int | str]], result: OnlineFeatures) -> list[
         for feature in result:
             value = feature.values[i] if feature.values[i] is not None else feature.stale_values[i]
             row[feature.name] = {
-                "value": _jsonable(feature.type, value),
+                "value": jsonable(feature.type, value),
                 "status": feature.statuses[i],
                 "event_timestamp": format_micros(feature.event_timestamps[i])
                 if feature.event_timestamps[i]
@@ -103,16 +102,6 @@ def _rows(entities: dict[str, list[int | str]], result: OnlineFeatures) -> list[
             }
         rows.append(row)
     return rows
-
-
-def _jsonable(kind: ValueType, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind is ValueType.TIMESTAMP:
-        return format_micros(value)
-    if kind is ValueType.BYTES:
-        return base64.b64encode(value).decode()
-    return value
 
 
 def _print_table(entities: dict[str, list[int | str]], result: OnlineFeatures) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 from typing import Any
 
+from ferry.cli.output import jsonable
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.codec import RowCodec
 from ferry.core.errors import InvalidValueError
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             created = decoded.created_timestamp
             line["created_timestamp"] = None if created is None else format_micros(created)
             for feature, value in zip(view.features, decoded.values, strict=True):
-                line[feature.name] = _jsonable(feature.type, value)
+                line[feature.name] = jsonable(feature.type, value)
         print(json.dumps(line, ensure_ascii=False))
     return 0
 
@@ -106,13 +106,3 @@ def entity_keys(view: FeatureView, specs: list[str]) -> list[tuple[int | str, ..
                 f"--entity {key.name}: values must be integers ({key.type.value})"
             ) from None
     return list(zip(*typed, strict=True))
-
-
-def _jsonable(kind: ValueType, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind is ValueType.TIMESTAMP:
-        return format_micros(value)
-    if kind is ValueType.BYTES:
-        return base64.b64encode(value).decode()
-    return value

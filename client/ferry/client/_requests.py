@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ferry.api.registry.v1 import registry_pb2
 from ferry.api.serving.v1 import serving_pb2
+from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import InvalidValueError
 from ferry.core.timestamps import datetime_to_micros
 from ferry.core.types import ValueType
@@ -34,8 +35,7 @@ def online_features_request(
         request.feature_service = feature_service
     else:
         request.refs.refs.extend(features or [])
-    for name, (kind, values, _) in typed_columns(entities).items():
-        fill_column(request.entities[name], kind, values)
+    _fill_entities(request.entities, entities)
     return request
 
 
@@ -44,9 +44,13 @@ def model_features_request(
 ) -> serving_pb2.GetModelFeaturesRequest:
     """A GetModelFeatures request."""
     request = serving_pb2.GetModelFeaturesRequest(model_name=model, selector=selector)
-    for name, (kind, values, _) in typed_columns(entities).items():
-        fill_column(request.entities[name], kind, values)
+    _fill_entities(request.entities, entities)
     return request
+
+
+def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Columns) -> None:
+    for name, (kind, values, _) in typed_columns(entities).items():
+        fill_column(target[name], kind, values)
 
 
 def push_request(
