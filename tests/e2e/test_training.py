@@ -133,6 +133,14 @@ def test_edges_null_keys_and_times_keep_their_rows(repo: FeatureRepo) -> None:
     assert frame["label"].to_pylist() == entities["label"].to_pylist()
 
 
+def test_a_pandas_entity_frame_works_too(repo: FeatureRepo, data: Path) -> None:
+    entities = pq.read_table(data / "transactions.parquet").slice(0, 50)
+    from_arrow = get_training_frame(repo, entities, feature_service="fraud_v1")
+    from_pandas = get_training_frame(repo, entities.to_pandas(), feature_service="fraud_v1")
+    # pandas turns strings into large_string; the values are what matters.
+    assert from_pandas.to_pylist() == from_arrow.to_pylist()
+
+
 def test_bad_training_requests(repo: FeatureRepo) -> None:
     entities = pa.table({"user_id": [1], "event_timestamp": pa.array([END], pa.timestamp("us"))})
     with pytest.raises(UnknownFeatureServiceError):

@@ -43,7 +43,8 @@ async def registry_server(
     client.set_registered_model_alias(MODEL, "unbound", "2")
     with pytest.warns(FutureWarning):
         client.transition_model_version_stage(MODEL, "1", "Production")
-    server = await start_server(loaded_store, registry=RegistryConfig(sqlite_registry, 0.2))
+    # The default poll interval (1 s): changes must reach watchers within 2 s with it.
+    server = await start_server(loaded_store, registry=RegistryConfig(sqlite_registry))
     yield server, client
     await server.stop(0)
 
@@ -266,3 +267,17 @@ async def test_alias_moves_reach_watchers_by_webhook_and_outages_serve_the_last_
             await watch.aclose()
     finally:
         await server.stop(0)
+
+
+def test_mlflow_is_not_imported_without_a_registry() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, ferry.cli.main, ferry.server, ferry.materializer, ferry.client; "
+        "print('mlflow' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
