@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import grpc
@@ -196,18 +197,29 @@ class FerryServer:
         return True
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: NOT_SERVING, refuse new calls, let calls in flight finish, close the store."""
+        """Drain: NOT_SERVING, refuse new calls, let calls in flight finish, close the store.
+
+        Every step is bounded, so a stuck dependency cannot keep the process from exiting.
+        """
+        grace = self.config.grace_s if grace_s is None else grace_s
         if self.health is not None:
-            await self.health.drain()
+            await _bounded_step("health drain", self.health.drain(), 5)
         else:
-            await self.health_servicer.enter_graceful_shutdown()
+            await _bounded_step("health drain", self.health_servicer.enter_graceful_shutdown(), 5)
         if self.webhooks is not None:
-            await self.webhooks.stop()
-        await self.server.stop(self.config.grace_s if grace_s is None else grace_s)
+            await _bounded_step("webhook receiver", self.webhooks.stop(), 5)
+        await _bounded_step("gRPC server", self.server.stop(grace), grace + 5)
         if self.registry is not None:
-            await self.registry.stop()
+            await _bounded_step("model registry", self.registry.stop(), 5)
         if self.store is not None:
-            await self.store.close()
+            await _bounded_step("online store", self.store.close(), 10)
+
+
+async def _bounded_step(what: str, step: Awaitable[None], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.error("shutdown: %s did not stop within %g s; going on", what, seconds)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc.aio
 
 from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import StoreUnavailableError
 from ferry.server.catalog import Catalog, FeaturePlan
 from ferry.server.entities import parse_entities
@@ -57,9 +58,7 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
     async def GetOnlineFeatures(  # noqa: N802 - the gRPC method name
         self, request: serving_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> serving_pb2.GetOnlineFeaturesResponse:
-        plan = self._plan(request)
-        _, entities = parse_entities(request.entities, plan, self._limits.max_entity_rows)
-        columns = await self._bounded(context, read_features(self._store, plan, entities))
+        columns = await self._features(self._plan(request), request.entities, context)
         response = serving_pb2.GetOnlineFeaturesResponse(row_count=len(columns[0].statuses))
         response.features.extend(columns)
         return response
@@ -82,8 +81,7 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
                 version=found.version.version,
             )
         plan = self._catalog().plan_for_service(service)
-        _, entities = parse_entities(request.entities, plan, self._limits.max_entity_rows)
-        columns = await self._bounded(context, read_features(self._store, plan, entities))
+        columns = await self._features(plan, request.entities, context)
         response = serving_pb2.GetModelFeaturesResponse(
             model_version=version_message(found.version), row_count=len(columns[0].statuses)
         )
@@ -105,6 +103,16 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
             rows_written=result.written,
             rows_skipped_not_newer=result.skipped_not_newer + received - len(rows),
         )
+
+    async def _features(
+        self,
+        plan: FeaturePlan,
+        entities: Mapping[str, types_pb2.Column],
+        context: grpc.aio.ServicerContext,
+    ) -> list[types_pb2.FeatureColumn]:
+        """The plan's response columns for the request's entity rows: one store call."""
+        _, keys = parse_entities(entities, plan, self._limits.max_entity_rows)
+        return await self._bounded(context, read_features(self._store, plan, keys))
 
     def _plan(self, request: serving_pb2.GetOnlineFeaturesRequest) -> FeaturePlan:
         catalog = self._catalog()

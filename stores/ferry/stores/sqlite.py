@@ -171,6 +171,10 @@ class SqliteOnlineStore:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        # Waits for work in flight, off the event loop.
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         with self._lock:
