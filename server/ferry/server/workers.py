@@ -28,16 +28,17 @@ def run_workers(config: ServerConfig, workers: int) -> int:
         context.Process(target=run, args=(config,), name=f"ferry-worker-{i}")
         for i in range(workers)
     ]
-    for process in processes:
-        process.start()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for process in processes:
             if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signum)
 
+    # Handlers first: a signal arriving while workers start must not orphan them.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    for process in processes:
+        process.start()
     codes = []
     for process in processes:
         process.join()
