@@ -13,7 +13,14 @@ import pytest
 from ferry.core import Feature, RowCodec, ValueType, encode_key
 from ferry.core.errors import StoreError, StoreUnavailableError
 from ferry.core.timestamps import now_micros
-from ferry.stores import OnlineStore, ReadRequest, ViewTable, WriteResult, open_online_store
+from ferry.stores import (
+    OnlineStore,
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    is_newer,
+    open_online_store,
+)
 from tests.services import free_port
 
 BACKENDS = ["sqlite", "redis"]
@@ -130,6 +137,21 @@ async def test_equal_timestamps_under_a_new_schema_replace(store: OnlineStore) -
     stored = await read_one(store, VIEW, key)
     assert stored is not None
     assert new.decode(stored).values == (1, "x")
+
+
+async def test_every_backend_applies_the_is_newer_rule(store: OnlineStore) -> None:
+    codecs = [
+        RowCodec([Feature("n", ValueType.INT64)]),
+        RowCodec([Feature("n", ValueType.INT64), Feature("m", ValueType.INT32)]),
+    ]
+    stamps = [(5, None), (5, 1), (5, 2), (6, 0), (4, 9)]
+    rows = [c.encode(e, cr, [1] * len(c.features)) for c in codecs for e, cr in stamps]
+    for i, old in enumerate(rows):
+        for j, new in enumerate(rows):
+            key = encode_key([i * 100 + j])
+            await store.write(VIEW, [(key, old)])
+            result = await store.write(VIEW, [(key, new)])
+            assert result.written == int(is_newer(new, old)), (i, j)
 
 
 async def test_mixed_batch_counts(store: OnlineStore) -> None:

@@ -4,20 +4,16 @@ from ferry.wire.columns import (
     FIELD_OF,
     PROTO_TYPE,
     column_length,
-    column_of,
     column_type,
     column_values,
     fill_column,
-    zero_of,
 )
 
 __all__ = [
     "FIELD_OF",
     "PROTO_TYPE",
     "column_length",
-    "column_of",
     "column_type",
     "column_values",
     "fill_column",
-    "zero_of",
 ]

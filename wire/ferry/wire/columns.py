@@ -46,11 +46,6 @@ _ZERO: dict[ValueType, Any] = {
 }
 
 
-def zero_of(kind: ValueType) -> Any:
-    """The value a row without a value carries on the wire."""
-    return [] if kind.element is not None else _ZERO[kind]
-
-
 def fill_column(column: types_pb2.Column, kind: ValueType, values: Sequence[Any]) -> None:
     """Write ``values`` into an empty ``column`` as ``kind``; None becomes the zero value."""
     target = getattr(column, FIELD_OF[kind])
@@ -64,15 +59,6 @@ def fill_column(column: types_pb2.Column, kind: ValueType, values: Sequence[Any]
     target.values.extend(item for v in values if v for item in v)
     if not values:
         target.SetInParent()
-
-
-def column_of(kind: ValueType, values: Sequence[Any]) -> types_pb2.Column:
-    """A new column of ``kind`` holding ``values`` (None becomes the zero value)."""
-    column = types_pb2.Column()
-    fill_column(column, kind, values)
-    if not values:
-        getattr(column, FIELD_OF[kind]).SetInParent()
-    return column
 
 
 def column_type(column: types_pb2.Column) -> ValueType | None:
