@@ -1,6 +1,7 @@
 """The Ferry Python client: ``FerryClient`` (blocking) and ``AsyncFerryClient`` (asyncio)."""
 
-from ferry.client._clients import AsyncFerryClient, FerryClient, PushResult
+from ferry.client._calls import PushResult
+from ferry.client._clients import AsyncFerryClient, FerryClient
 from ferry.client._errors import (
     DeadlineExceededError,
     FailedPreconditionError,

@@ -1,7 +1,7 @@
 """The Ferry clients: ``FerryClient`` (blocking) and ``AsyncFerryClient`` (asyncio).
 
-Both share request building (``_requests``), response decoding (``_results``), error
-mapping (``_errors``) and the retry policy (``_retry``); only the call itself differs.
+Both take their calls from ``_calls`` (request building, response decoding, whether to
+retry), map errors with ``_errors`` and pause by ``_retry``; only sending differs.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ import grpc
 import grpc.aio
 
 from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.api.serving.v1 import serving_pb2_grpc
+from ferry.client import _calls as calls
+from ferry.client._calls import Call, PushResult, T
 from ferry.client._errors import from_rpc_error
-from ferry.client._requests import (
-    Columns,
-    model_features_request,
-    online_features_request,
-    push_request,
-)
-from ferry.client._results import OnlineFeatures, decode_online_features
+from ferry.client._requests import Columns
+from ferry.client._results import OnlineFeatures
 from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
 from ferry.client.registry import ModelVersion, selector
 
@@ -36,17 +33,6 @@ _OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
-
-
-class PushResult:
-    """Outcome of a push: rows the store took, and rows it skipped as not newer."""
-
-    def __init__(self, response: serving_pb2.PushFeaturesResponse) -> None:
-        self.rows_written = int(response.rows_written)
-        self.rows_skipped_not_newer = int(response.rows_skipped_not_newer)
-
-    def __repr__(self) -> str:
-        return f"PushResult(written={self.rows_written}, skipped={self.rows_skipped_not_newer})"
 
 
 class FerryClient:
@@ -62,8 +48,7 @@ class FerryClient:
         self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._channel = grpc.insecure_channel(target, options=_OPTIONS)
-        self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
-        self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
+        self._methods = _methods(self._channel)
         self.timeout_s = timeout_s
         self.retry = retry
 
@@ -80,9 +65,7 @@ class FerryClient:
         Raises:
             RpcError: a subclass per status code (NotFoundError, InvalidArgumentError, ...).
         """
-        request = online_features_request(features, feature_service, entities)
-        response = self._call(self._stub.GetOnlineFeatures, request, timeout_s, self.retry)
-        return decode_online_features(response)
+        return self._run(calls.online_features(features, feature_service, entities), timeout_s)
 
     def get_model_features(
         self,
@@ -95,9 +78,8 @@ class FerryClient:
         timeout_s: float | None = None,
     ) -> tuple[ModelVersion, OnlineFeatures]:
         """The model version a selector resolves to, and its feature service's features."""
-        request = model_features_request(model, selector(alias, stage, version), entities)
-        response = self._call(self._stub.GetModelFeatures, request, timeout_s, self.retry)
-        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+        call = calls.model_features(model, alias, stage, version, entities)
+        return self._run(call, timeout_s)
 
     def get_model_version(
         self,
@@ -109,11 +91,7 @@ class FerryClient:
         timeout_s: float | None = None,
     ) -> ModelVersion:
         """The version a selector resolves to now (``stale`` if the registry is down)."""
-        request = registry_pb2.GetModelVersionRequest(
-            name=model, selector=selector(alias, stage, version)
-        )
-        response = self._call(self._registry.GetModelVersion, request, timeout_s, self.retry)
-        return ModelVersion.from_message(response.model_version, response.stale)
+        return self._run(calls.model_version(model, alias, stage, version), timeout_s)
 
     def push(
         self,
@@ -123,16 +101,17 @@ class FerryClient:
         timeout_s: float | None = None,
     ) -> PushResult:
         """Write rows of one view through the timestamp-conditional writer."""
-        return PushResult(
-            self._call(self._stub.PushFeatures, push_request(view, rows), timeout_s, NO_RETRY)
-        )
+        return self._run(calls.push(view, rows), timeout_s)
 
-    def _call(self, method: Any, request: Any, timeout_s: float | None, retry: RetryPolicy) -> Any:
+    def _run(self, call: Call[T], timeout_s: float | None) -> T:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        pauses = retry.pauses()
+        pauses = (self.retry if call.retry else NO_RETRY).pauses()
         while True:
             try:
-                return method(request, timeout=max(deadline - time.monotonic(), 0.0))
+                response = self._methods[call.method](
+                    call.request, timeout=max(deadline - time.monotonic(), 0.0)
+                )
+                return call.decode(response)
             except grpc.RpcError as err:
                 pause = next(pauses, None) if retryable(err) else None
                 if pause is None or time.monotonic() + pause >= deadline:
@@ -156,7 +135,7 @@ class AsyncFerryClient:
         self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
-        self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
+        self._methods = _methods(self._channel)
         self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.retry = retry
@@ -170,9 +149,8 @@ class AsyncFerryClient:
         timeout_s: float | None = None,
     ) -> OnlineFeatures:
         """See ``FerryClient.get_online_features``."""
-        request = online_features_request(features, feature_service, entities)
-        response = await self._call(self._stub.GetOnlineFeatures, request, timeout_s, self.retry)
-        return decode_online_features(response)
+        call = calls.online_features(features, feature_service, entities)
+        return await self._run(call, timeout_s)
 
     async def get_model_features(
         self,
@@ -185,9 +163,8 @@ class AsyncFerryClient:
         timeout_s: float | None = None,
     ) -> tuple[ModelVersion, OnlineFeatures]:
         """See ``FerryClient.get_model_features``."""
-        request = model_features_request(model, selector(alias, stage, version), entities)
-        response = await self._call(self._stub.GetModelFeatures, request, timeout_s, self.retry)
-        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+        call = calls.model_features(model, alias, stage, version, entities)
+        return await self._run(call, timeout_s)
 
     async def get_model_version(
         self,
@@ -199,11 +176,7 @@ class AsyncFerryClient:
         timeout_s: float | None = None,
     ) -> ModelVersion:
         """See ``FerryClient.get_model_version``."""
-        request = registry_pb2.GetModelVersionRequest(
-            name=model, selector=selector(alias, stage, version)
-        )
-        response = await self._call(self._registry.GetModelVersion, request, timeout_s, self.retry)
-        return ModelVersion.from_message(response.model_version, response.stale)
+        return await self._run(calls.model_version(model, alias, stage, version), timeout_s)
 
     async def watch_model_version(
         self,
@@ -234,18 +207,17 @@ class AsyncFerryClient:
         timeout_s: float | None = None,
     ) -> PushResult:
         """See ``FerryClient.push``."""
-        return PushResult(
-            await self._call(self._stub.PushFeatures, push_request(view, rows), timeout_s, NO_RETRY)
-        )
+        return await self._run(calls.push(view, rows), timeout_s)
 
-    async def _call(
-        self, method: Any, request: Any, timeout_s: float | None, retry: RetryPolicy
-    ) -> Any:
+    async def _run(self, call: Call[T], timeout_s: float | None) -> T:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        pauses = retry.pauses()
+        pauses = (self.retry if call.retry else NO_RETRY).pauses()
         while True:
             try:
-                return await method(request, timeout=max(deadline - time.monotonic(), 0.0))
+                response = await self._methods[call.method](
+                    call.request, timeout=max(deadline - time.monotonic(), 0.0)
+                )
+                return call.decode(response)
             except grpc.aio.AioRpcError as err:
                 pause = next(pauses, None) if retryable(err) else None
                 if pause is None or time.monotonic() + pause >= deadline:
@@ -260,3 +232,15 @@ class AsyncFerryClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
+
+
+def _methods(channel: Any) -> dict[str, Any]:
+    """The stub methods of both services, by RPC name (works for sync and aio channels)."""
+    serving = serving_pb2_grpc.ServingServiceStub(channel)
+    registry = registry_pb2_grpc.RegistryServiceStub(channel)
+    return {
+        "GetOnlineFeatures": serving.GetOnlineFeatures,
+        "GetModelFeatures": serving.GetModelFeatures,
+        "PushFeatures": serving.PushFeatures,
+        "GetModelVersion": registry.GetModelVersion,
+    }

@@ -1,0 +1,80 @@
+"""One description per RPC call, shared by the blocking and the asyncio client: which method,
+with which request, decoded how, retried or not. The clients only send it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ferry.api.registry.v1 import registry_pb2
+from ferry.api.serving.v1 import serving_pb2
+from ferry.client._requests import (
+    Columns,
+    model_features_request,
+    online_features_request,
+    push_request,
+)
+from ferry.client._results import OnlineFeatures, decode_online_features
+from ferry.client.registry import ModelVersion, selector
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """An RPC to make: ``method`` names the stub method, ``retry`` says whether UNAVAILABLE
+    may be retried (reads only, AIP-194)."""
+
+    method: str
+    request: Any
+    decode: Callable[[Any], T]
+    retry: bool
+
+
+class PushResult:
+    """Outcome of a push: rows the store took, and rows it skipped as not newer."""
+
+    def __init__(self, response: serving_pb2.PushFeaturesResponse) -> None:
+        self.rows_written = int(response.rows_written)
+        self.rows_skipped_not_newer = int(response.rows_skipped_not_newer)
+
+    def __repr__(self) -> str:
+        return f"PushResult(written={self.rows_written}, skipped={self.rows_skipped_not_newer})"
+
+
+def online_features(
+    features: Sequence[str] | None, feature_service: str | None, entities: Columns
+) -> Call[OnlineFeatures]:
+    request = online_features_request(features, feature_service, entities)
+    return Call("GetOnlineFeatures", request, decode_online_features, retry=True)
+
+
+def model_features(
+    model: str, alias: str | None, stage: str | None, version: int | None, entities: Columns
+) -> Call[tuple[ModelVersion, OnlineFeatures]]:
+    request = model_features_request(model, selector(alias, stage, version), entities)
+
+    def decode(
+        response: serving_pb2.GetModelFeaturesResponse,
+    ) -> tuple[ModelVersion, OnlineFeatures]:
+        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+
+    return Call("GetModelFeatures", request, decode, retry=True)
+
+
+def model_version(
+    model: str, alias: str | None, stage: str | None, version: int | None
+) -> Call[ModelVersion]:
+    request = registry_pb2.GetModelVersionRequest(
+        name=model, selector=selector(alias, stage, version)
+    )
+
+    def decode(response: registry_pb2.GetModelVersionResponse) -> ModelVersion:
+        return ModelVersion.from_message(response.model_version, response.stale)
+
+    return Call("GetModelVersion", request, decode, retry=True)
+
+
+def push(view: str, rows: Columns | Sequence[Mapping[str, Any]]) -> Call[PushResult]:
+    return Call("PushFeatures", push_request(view, rows), PushResult, retry=False)
