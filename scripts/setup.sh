@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "dev" ] && extras="[dev]"
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
   "$PYTHON" -m pip install --quiet --disable-pip-version-check uv
 fi
-[ -x .venv/bin/python ] || "$PYTHON" -m uv venv --quiet --python 3.11 .venv
+# Name the interpreter itself: uv would otherwise try to download a Python it cannot find.
+interpreter=$("$PYTHON" -c 'import sys; print(sys.executable)')
+[ -x .venv/bin/python ] || "$PYTHON" -m uv venv --quiet --python "$interpreter" .venv
 "$PYTHON" -m uv pip install --quiet --python .venv/bin/python -e ".$extras"
