@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.services import RedisServer, start_redis
 
-os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
+# No per-example deadline: on a shared 2-core machine a first example can take most of a
+# second (imports, a busy neighbour); the per-test timeout still bounds every test.
+settings.register_profile("ferry", deadline=None)
+settings.load_profile("ferry")
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.core import InvalidValueError, decode_key, encode_key, encode_key_columns
+from ferry.core.keys import encode_int_keys, encode_str_keys
 
 int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 key_values = st.one_of(int64s, st.text())
@@ -24,6 +25,12 @@ def test_columns_encode_like_single_keys(rows: list[tuple[int, str]]) -> None:
     ints = pa.array([r[0] for r in rows], pa.int64())
     strs = pa.array([r[1] for r in rows], pa.string())
     assert encode_key_columns([ints, strs]) == [encode_key(list(r)) for r in rows]
+
+
+@given(st.lists(int64s, max_size=20), st.lists(st.text(), max_size=20))
+def test_batch_encoders_agree_with_encode_key(ints: list[int], texts: list[str]) -> None:
+    assert encode_int_keys(ints) == [encode_key([v]) for v in ints]
+    assert encode_str_keys(texts) == [encode_key([v]) for v in texts]
 
 
 def test_int32_and_int64_columns_encode_alike() -> None:

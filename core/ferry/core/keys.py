@@ -14,7 +14,7 @@ encoded key with the project and view; that prefix is the store's business, not 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,7 @@ from ferry.core.errors import InvalidValueError
 _INT_TAG = 0x01
 _STR_TAG = 0x02
 _SIGN = 1 << 63
+_MASK = (1 << 64) - 1
 _INT = struct.Struct(">BQ")
 _STR_HEAD = struct.Struct(">BI")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -49,6 +50,23 @@ def encode_key(values: Sequence[KeyValue]) -> bytes:
             data = value.encode("utf-8")
             parts.append(_STR_HEAD.pack(_STR_TAG, len(data)) + data)
     return b"".join(parts)
+
+
+def encode_int_keys(values: Iterable[int]) -> list[bytes]:
+    """``encode_key([v])`` for many int64 values at once, without per-value type checks:
+    for callers whose values are typed already (API columns, Arrow arrays)."""
+    pack = _INT.pack
+    return [pack(_INT_TAG, (v & _MASK) ^ _SIGN) for v in values]
+
+
+def encode_str_keys(values: Iterable[str]) -> list[bytes]:
+    """``encode_key([s])`` for many strings at once; see ``encode_int_keys``."""
+    head = _STR_HEAD.pack
+    out = []
+    for value in values:
+        data = value.encode("utf-8")
+        out.append(head(_STR_TAG, len(data)) + data)
+    return out
 
 
 def decode_key(data: bytes) -> tuple[KeyValue, ...]:
@@ -105,10 +123,5 @@ def _encode_column(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
         flat = packed.tobytes()
         return [flat[i : i + 9] for i in range(0, len(flat), 9)]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        head = _STR_HEAD.pack
-        out = []
-        for value in column.to_pylist():
-            data = value.encode("utf-8")
-            out.append(head(_STR_TAG, len(data)) + data)
-        return out
+        return encode_str_keys(column.to_pylist())
     raise InvalidValueError(f"a join-key column must be integer or string, found {kind}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ferry.api.types.v1 import types_pb2
-from ferry.core.keys import KeyValue, encode_key
+from ferry.core.keys import KeyValue, encode_int_keys, encode_key, encode_str_keys
 from ferry.core.types import ValueType
 from ferry.server.catalog import FeaturePlan, ViewSlot
 from ferry.server.errors import InvalidRequestError
@@ -81,5 +81,8 @@ def slot_keys(slot: ViewSlot, values: Mapping[str, list[KeyValue]]) -> list[byte
     """The canonical entity keys of a view's slot, one per entity row."""
     columns = [values[name] for name in slot.view.join_key_names]
     if len(columns) == 1:
-        return [encode_key((v,)) for v in columns[0]]
+        # parse_entities checked the column's type, so the unchecked batch encoders apply.
+        if slot.view.join_keys[0].type is ValueType.STRING:
+            return encode_str_keys(columns[0])  # type: ignore[arg-type]
+        return encode_int_keys(columns[0])  # type: ignore[arg-type]
     return [encode_key(row) for row in zip(*columns, strict=True)]
