@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,6 +139,34 @@ def test_sighup_reloads_and_keeps_the_old_repo_when_the_new_one_is_invalid(
 ) -> None:
     repo_file = tmp_path / "repo.yaml"
     entities = {"user_id": [1]}
+    # Requests keep flowing on another connection through both reloads: none may fail.
+    stop, served, failures = threading.Event(), [0], []
+
+    def keep_asking() -> None:
+        with FerryClient(serving.target, timeout_s=5) as other:
+            while not stop.is_set():
+                try:
+                    other.get_online_features(
+                        entities={"user_id": [1], "merchant_id": ["m"]}, feature_service="fraud_v1"
+                    )
+                    served[0] += 1
+                except Exception as err:  # collected, and asserted below
+                    failures.append(err)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        _reload_twice(serving, repo_file, entities, tmp_path)
+    finally:
+        stop.set()
+        asker.join(timeout=10)
+    assert not failures, failures[:3]
+    assert served[0] > 0
+
+
+def _reload_twice(
+    serving: ServerProcess, repo_file: Path, entities: dict[str, list[int]], tmp_path: Path
+) -> None:
     with FerryClient(serving.target, timeout_s=5) as client:
         with pytest.raises(NotFoundError):
             client.get_online_features(entities=entities, feature_service="extra")
