@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 
 from ferry.core.asof import NO_MATCH, as_of
 from ferry.core.codec import NO_CREATED_TIMESTAMP
-from ferry.core.errors import InvalidValueError, SourceError
+from ferry.core.errors import InvalidValueError
 from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView
 from ferry.core.repo_file import load_repo
 from ferry.core.timestamps import to_utc_micros
-from ferry.stores.offline import Window, check_source, open_source, row_groups, scan
+from ferry.stores.offline import Window, open_checked_source, row_groups, scan
 
 EVENT_TIMESTAMP_SUFFIX = ":__event_timestamp"
 """Suffix of the per-view event-time columns added with ``include_event_timestamps``."""
@@ -113,14 +113,12 @@ def _join_view(
             join_key=missing[0],
             feature_view=view.name,
         )
-    problems = check_source(repo, view)
-    if problems:
-        raise SourceError("\n".join(problems))
+    dataset = open_checked_source(repo, view)
     keys = entities.select(list(view.join_key_names)).append_column(_ENTITY_TIME, times)
     best = _Best(entities.num_rows, [r.feature for r in refs])
     window = _window(view, times)
     if window is not None:
-        pieces = row_groups(open_source(repo, view), view, window)
+        pieces = row_groups(dataset, view, window)
         for _, batch in scan(pieces, view, window, batch_rows):
             if batch.num_rows:
                 best.offer(batch, keys, view)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from ferry.core.asof import latest_per_key
 from ferry.core.codec import RowCodec
@@ -32,7 +33,7 @@ from ferry.core.repo import FeatureRepo, FeatureView
 from ferry.materializer.plan import ViewPlan
 from ferry.materializer.progress import Progress, SilentProgress
 from ferry.stores.base import OnlineStore, ViewTable, WriteResult
-from ferry.stores.offline import check_source, count_rows, open_source, row_groups, scan
+from ferry.stores.offline import count_rows, open_checked_source, open_source, row_groups, scan
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,21 @@ async def materialize(
         SourceError: a source is missing, unreadable or does not match the repo.
         StoreError: the store failed; watermarks of unfinished views are not moved.
     """
-    problems = [p for plan in plans for p in check_source(repo, plan.view)]
+    # Every source is opened and checked once, up front, and the datasets reused to scan.
+    datasets: dict[str, ds.Dataset] = {}
+    problems = []
+    for plan in plans:
+        try:
+            datasets[plan.view.name] = open_checked_source(repo, plan.view)
+        except SourceError as err:
+            problems.append(str(err))
     if problems:
         raise SourceError("\n".join(problems))
     reports = []
     for plan in plans:
-        report = await _materialize_view(repo, store, plan, config, progress or SilentProgress())
+        report = await _materialize_view(
+            repo, store, plan, datasets[plan.view.name], config, progress or SilentProgress()
+        )
         reports.append(report)
     return reports
 
@@ -115,6 +125,7 @@ async def _materialize_view(
     repo: FeatureRepo,
     store: OnlineStore,
     plan: ViewPlan,
+    dataset: ds.Dataset,
     config: JobConfig,
     progress: Progress,
 ) -> ViewReport:
@@ -123,7 +134,7 @@ async def _materialize_view(
     report = ViewReport(view.name, window.start, window.end)
     writer = _Writer(store, ViewTable(repo.project, view.name, view.ttl_micros), report, config)
     codec = RowCodec(view.features)
-    pieces = row_groups(open_source(repo, view), view, window)
+    pieces = row_groups(dataset, view, window)
     pending: list[pa.Table] = []
     pending_rows = 0
     try:

@@ -59,6 +59,23 @@ def check_source(repo: FeatureRepo, view: FeatureView) -> list[str]:
         schema = open_source(repo, view).schema
     except SourceError as err:
         return [str(err)]
+    return _schema_problems(repo, view, schema)
+
+
+def open_checked_source(repo: FeatureRepo, view: FeatureView) -> ds.Dataset:
+    """``open_source``, then ``check_source`` on the dataset opened, without opening it twice.
+
+    Raises:
+        SourceError: the source is missing or unreadable, or every mismatch, in one message.
+    """
+    dataset = open_source(repo, view)
+    problems = _schema_problems(repo, view, dataset.schema)
+    if problems:
+        raise SourceError("\n".join(problems))
+    return dataset
+
+
+def _schema_problems(repo: FeatureRepo, view: FeatureView, schema: pa.Schema) -> list[str]:
     where = f"view {view.name!r}: source {source_location(repo, view)}"
     expected: list[tuple[str, str, ValueType | None]] = [
         (k.name, "join key", k.type) for k in view.join_keys
