@@ -208,7 +208,8 @@ def _encode(
 
 
 class _Writer:
-    """Keeps at most ``max_writes_in_flight`` batch writes outstanding, in order of errors."""
+    """Keeps at most ``max_writes_in_flight`` batch writes outstanding; the first failed
+    write's error is raised at the next submit or drain."""
 
     def __init__(
         self, store: OnlineStore, table: ViewTable, report: ViewReport, config: JobConfig
