@@ -1,7 +1,8 @@
-"""The floor: a bare grpc.aio + uvloop server answering ServingService.GetOnlineFeatures by
-echoing the request bytes, with no parsing at all. Ferry's figures are quoted against it.
+"""The floor: a bare grpc.aio + uvloop server that answers every unary method of every
+service by echoing the request bytes, with no parsing at all. Load tests run the same client
+settings against it and quote Ferry's figures as ratios to it.
 
-    python loadtest/echo_server.py PORT
+    python loadtest/echo_server.py [PORT]     # prints {"event": "serving", "address": ...}
 """
 
 from __future__ import annotations
@@ -16,19 +17,24 @@ import grpc
 import grpc.aio
 import uvloop
 
-METHODS = ("GetOnlineFeatures", "GetModelFeatures", "PushFeatures")
-
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
 
+class EchoEverything(grpc.GenericRpcHandler):
+    """A handler for any method name: no per-service registration, no (de)serializers."""
+
+    def __init__(self) -> None:
+        self._handler = grpc.unary_unary_rpc_method_handler(echo)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return self._handler
+
+
 async def main(port: int) -> None:
     server = grpc.aio.server()
-    handlers = {m: grpc.unary_unary_rpc_method_handler(echo) for m in METHODS}
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("ferry.api.serving.v1.ServingService", handlers),)
-    )
+    server.add_generic_rpc_handlers((EchoEverything(),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(

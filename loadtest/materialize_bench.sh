@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-redis.sh
-bash scripts/setup.sh
+bash scripts/setup.sh loadtest
 exec .venv/bin/python loadtest/materialize_bench.py "$@"
