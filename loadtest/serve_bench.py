@@ -1,136 +1,41 @@
-"""Serving benchmark: Ferry over Redis beside a bare grpc.aio echo server, same client.
+"""Serving benchmark: Ferry over Redis beside a bare grpc.aio echo, same client, same run.
 
-Starts its own redis-server, loads the fraud data set (datasets/fraud.py, snapshots over
-the last three days) into it, starts `ferry serve` and loadtest/echo_server.py on loopback,
-then drives each with the same closed-loop load (several processes, one channel and
-CONCURRENCY outstanding calls each, pre-serialized requests) for batches of 1, 10 and 100
-entity rows of the 9-feature fraud_v1 service. Reports RPS, rows/s, p50/p90/p99/max and
-server CPU per call (from /proc), and Ferry's ratios to the echo. Bounded in time and count.
-A benchmark, not a test.
+Sets up everything itself on loopback: a redis-server, the fraud data set
+(datasets/fraud.py, snapshots over the last three days) materialized into it, `ferry serve`
+and loadtest/echo_server.py. Then, with loadtest/loadgen.py's closed loop, for batches of 1,
+10 and 100 entity rows of the 9-feature fraud_v1 service (2 views): RPS, rows/s,
+p50/p90/p99/p99.9, server CPU per call, and each as a ratio to the echo. With ``--sweep``,
+the open loop at fractions of the closed-loop maximum for batch 1, with a latency plot.
+``--h2load`` adds the same cases driven by h2load (loadtest/h2load_run.py), whose client
+costs less CPU. Bounded in time and count. A benchmark, not a test.
 
-    python loadtest/serve_bench.py --seconds 5
+    python loadtest/serve_bench.py --seconds 5 --sweep 0.1,0.25,0.5,0.75 --out /tmp/bench
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
-import random
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import grpc
-import grpc.aio
-import uvloop
-from local_redis import local_redis  # loadtest/local_redis.py
-
-from ferry.api.serving.v1 import serving_pb2
+import loadgen
+import workload as workloads
+from local_redis import local_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
-METHOD = "/ferry.api.serving.v1.ServingService/GetOnlineFeatures"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def request_bytes(batch: int, users: int, merchants: int, seed: int) -> list[bytes]:
-    """Pre-serialized requests: 90% known entities, 10% unknown, uniform keys."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(64):
-        request = serving_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1")
-        ids = [
-            rng.randint(1, users) if rng.random() < 0.9 else users + 1 + rng.randint(0, 9)
-            for _ in range(batch)
-        ]
-        request.entities["user_id"].int64_values.values.extend(ids)
-        request.entities["merchant_id"].string_values.values.extend(
-            f"m{rng.randint(1, merchants):07d}" for _ in range(batch)
-        )
-        out.append(request.SerializeToString())
-    return out
-
-
-def client_process(
-    target: str,
-    payloads: list[bytes],
-    concurrency: int,
-    seconds: float,
-    max_calls: int,
-    queue: multiprocessing.Queue,
-) -> None:  # type: ignore[type-arg]
-    async def run() -> tuple[list[float], int]:
-        latencies: list[float] = []
-        errors = 0
-        deadline = time.perf_counter() + seconds
-        async with grpc.aio.insecure_channel(target) as channel:
-            call = channel.unary_unary(METHOD)
-
-            async def worker(offset: int) -> None:
-                nonlocal errors
-                i = offset
-                while time.perf_counter() < deadline and len(latencies) < max_calls:
-                    started = time.perf_counter()
-                    try:
-                        await call(payloads[i % len(payloads)], timeout=5)
-                        latencies.append(time.perf_counter() - started)
-                    except grpc.aio.AioRpcError:
-                        errors += 1
-                    i += 1
-
-            await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        return latencies, errors
-
-    queue.put(uvloop.run(run()))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def measure(target: str, pid: int, payloads: list[bytes], args: argparse.Namespace) -> dict:
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
-    procs = [
-        multiprocessing.get_context("spawn").Process(
-            target=client_process,
-            args=(target, payloads, args.concurrency, args.seconds, args.max_calls, queue),
-        )
-        for _ in range(args.processes)
-    ]
-    cpu_before, started = cpu_seconds(pid), time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=args.seconds + 60) for _ in procs]
-    for p in procs:
-        p.join()
-    elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
-    latencies = sorted(x for lat, _ in results for x in lat)
-    calls = len(latencies)
-
-    def pick(quantile: float) -> float | None:
-        return round(latencies[min(calls - 1, int(quantile * calls))] * 1000, 3) if calls else None
-
-    return {
-        "calls": calls,
-        "errors": sum(e for _, e in results),
-        "rps": round(calls / elapsed),
-        "p50_ms": pick(0.5),
-        "p90_ms": pick(0.9),
-        "p99_ms": pick(0.99),
-        "max_ms": round(latencies[-1] * 1000, 3) if calls else None,
-        "server_cpu_us_per_call": round(cpu / max(calls, 1) * 1e6),
-    }
 
 
 def start(command: list[str], log: Path) -> tuple[subprocess.Popen[str], str]:
+    """A server that prints a JSON line with its address once it serves."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -139,111 +44,170 @@ def start(command: list[str], log: Path) -> tuple[subprocess.Popen[str], str]:
     return process, json.loads(line)["address"]
 
 
+def load_data(work: Path, url: str, users: int) -> None:
+    """The fraud data set over the last three days, materialized into the store at ``url``."""
+    start_day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    fraud = [sys.executable, str(ROOT / "datasets" / "fraud.py"), str(work / "data")]
+    sizes = ["--users", str(users), "--merchants", str(max(10, users // 20))]
+    subprocess.run(
+        [*fraud, *sizes, "--transactions", "1000", "--start", start_day],
+        check=True,
+        capture_output=True,
+    )
+    materialize = [sys.executable, "-m", "ferry.cli.main", "materialize-incremental", str(REPO)]
+    subprocess.run(
+        [*materialize, "--offline-root", str(work / "data"), "--online-store", url, "--end", "now"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def h2load_case(target: str, batch: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, str(ROOT / "loadtest" / "h2load_run.py"), str(REPO)]
+    command += ["--offline-root", str(work / "data"), "--target", target, "--batch", str(batch)]
+    command += ["--calls", str(args.h2load_calls)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"h2load_run.py failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per case and server")
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight per process")
-    parser.add_argument("--max-calls", type=int, default=200_000, help="per client process")
+    loadgen.add_arguments(parser)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--batches", default="1,10,100")
+    parser.add_argument("--skew", choices=["uniform", "zipf"], default="uniform")
+    parser.add_argument("--hit-ratio", type=float, default=0.9)
+    parser.add_argument("--sweep", help="open loop for batch 1 at these fractions of its max")
+    parser.add_argument("--h2load", action="store_true", help="also drive each case with h2load")
+    parser.add_argument("--h2load-calls", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=1, help="ferry serve --workers")
+    parser.add_argument("--out", type=Path, help="write results.json (and plots) here")
     args = parser.parse_args()
+    settings = loadgen.settings_of(args)
     work = Path(tempfile.mkdtemp(prefix="ferry-serve-bench-"))
-    processes: list[subprocess.Popen[str]] = []
     try:
         with local_redis(work) as port:
-            _run(args, work, port, processes)
+            report = _run(args, settings, work, f"redis://127.0.0.1:{port}/0")
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+    print_table(report)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    errors = sum(
+        sum(case[name]["errors"].values()) for case in report["cases"] for name in ("ferry", "echo")
+    )
+    if errors:
+        raise SystemExit(f"{errors} calls failed")
 
 
 def _run(
-    args: argparse.Namespace, work: Path, port: int, processes: list[subprocess.Popen[str]]
-) -> None:
-    url = f"redis://127.0.0.1:{port}/0"
-    merchants = max(10, args.users // 20)
-    start_day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "datasets" / "fraud.py"),
-            str(work / "data"),
-            "--users",
-            str(args.users),
-            "--merchants",
-            str(merchants),
-            "--transactions",
-            "1000",
-            "--start",
-            start_day,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    ferry = [sys.executable, "-m", "ferry.cli.main"]
-    subprocess.run(
-        [
-            *ferry,
-            "materialize-incremental",
-            str(REPO),
-            "--offline-root",
-            str(work / "data"),
-            "--online-store",
-            url,
-            "--end",
-            "now",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server, ferry_target = start(
-        [*ferry, "serve", str(REPO), "--online-store", url, "--port", "0"], work / "serve.log"
-    )
-    processes.append(server)
-    echo, echo_target = start(
-        [sys.executable, str(ROOT / "loadtest" / "echo_server.py")], work / "echo.log"
-    )
-    processes.append(echo)
-    rows = []
-    for batch in (int(b) for b in args.batches.split(",")):
-        payloads = request_bytes(batch, args.users, merchants, seed=batch)
-        base = measure(echo_target, echo.pid, payloads, args)
-        mine = measure(ferry_target, server.pid, payloads, args)
-        rows.append(
-            {
-                "batch": batch,
-                "echo": base,
-                "ferry": mine,
-                "rps_ratio": round(mine["rps"] / max(base["rps"], 1), 3),
-                "cpu_ratio": round(
-                    mine["server_cpu_us_per_call"] / max(base["server_cpu_us_per_call"], 1), 2
-                ),
-                "ferry_rows_per_s": mine["rps"] * batch,
-            }
-        )
-    print(json.dumps({"settings": vars(args), "cases": rows}, indent=2))
+    args: argparse.Namespace, settings: loadgen.Settings, work: Path, url: str
+) -> dict[str, Any]:
+    load_data(work, url, args.users)
+    repo = workloads.load(str(REPO), str(work / "data"))
+    ferry = [sys.executable, "-m", "ferry.cli.main", "serve", str(REPO), "--online-store", url]
+    ferry += ["--port", "0", "--workers", str(args.workers)]
+    server, target = start(ferry, work / "serve.log")
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join(["python", "loadtest/serve_bench.py", *sys.argv[1:]]),
+        "settings": vars(args) | {"out": str(args.out)},
+        "cases": [],
+    }
+    try:
+        pids = loadgen.listening_pids(int(target.rsplit(":", 1)[1]))
+        with loadgen.echo_server() as (echo_target, echo_pid):
+            for batch in (int(b) for b in args.batches.split(",")):
+                workload = workloads.Workload(
+                    batch=batch, skew=args.skew, hit_ratio=args.hit_ratio, seed=batch
+                )
+                payloads = workloads.payloads(repo, workload)
+                method = workload.method
+                base = loadgen.run(echo_target, method, payloads, settings, None, [echo_pid])
+                mine = loadgen.run(target, method, payloads, settings, None, pids)
+                case = {
+                    "batch": batch,
+                    "echo": base,
+                    "ferry": mine,
+                    "ferry_rows_per_s": round(mine["rps"] * batch),
+                    "ratio_to_echo": loadgen.ratios(mine, base),
+                }
+                if args.h2load:
+                    case["h2load"] = h2load_case(target, batch, work, args)
+                report["cases"].append(case)
+            if args.sweep:
+                report["sweep"] = _sweep(args, settings, repo, target, pids, echo_target, echo_pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return report
+
+
+def _sweep(
+    args: argparse.Namespace,
+    settings: loadgen.Settings,
+    repo: Any,
+    target: str,
+    pids: list[int],
+    echo_target: str,
+    echo_pid: int,
+) -> dict[str, Any]:
+    """Batch 1, open loop at fractions of each server's own closed-loop max."""
+    fractions = [float(f) for f in args.sweep.split(",")]
+    workload = workloads.Workload(batch=1, skew=args.skew, hit_ratio=args.hit_ratio)
+    payloads = workloads.payloads(repo, workload)
+    sweeps = {
+        "ferry": loadgen.sweep(target, workload.method, payloads, settings, fractions, pids),
+        "echo": loadgen.sweep(
+            echo_target, workload.method, payloads, settings, fractions, [echo_pid]
+        ),
+    }
+    if args.out:
+        loadgen.plot(sweeps, "GetOnlineFeatures fraud_v1, batch 1", args.out / "sweep_b1.png")
+    return sweeps
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The closed-loop cases as a Markdown table (the benchmark page's format)."""
     print(
-        f"\n{'batch':>5} {'server':>6} {'rps':>7} {'rows/s':>8} {'p50 ms':>7} "
-        f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu us/call':>11}"
+        "\n| batch | server | RPS | rows/s | p50 ms | p99 ms | p99.9 ms | CPU µs/call |"
+        " CPU ratio | RPS ratio |"
     )
-    for row in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for case in report["cases"]:
         for name in ("echo", "ferry"):
-            m = row[name]
+            m = case[name]
+            ratio = case["ratio_to_echo"] if name == "ferry" else {}
             print(
-                f"{row['batch']:>5} {name:>6} {m['rps']:>7} {m['rps'] * row['batch']:>8} "
-                f"{m['p50_ms']:>7} {m['p90_ms']:>7} {m['p99_ms']:>7} {m['max_ms']:>7} "
-                f"{m['server_cpu_us_per_call']:>11}"
+                f"| {case['batch']} | {name} | {m['rps']:,.0f} | {m['rps'] * case['batch']:,.0f} "
+                f"| {m['p50_ms']} | {m['p99_ms']} | {m['p999_ms']} | "
+                f"{m['server_cpu_us_per_call']} | {ratio.get('server_cpu_per_call', '')} | "
+                f"{ratio.get('rps', '')} |"
             )
-        print(
-            f"{'':>5} {'ratio':>6} {row['rps_ratio']:>7} {'':>8} {'':>7} {'':>7} {'':>7} "
-            f"{'':>7} {row['cpu_ratio']:>11}"
-        )
-    errors = sum(row[n]["errors"] for row in rows for n in ("echo", "ferry"))
-    if errors:
-        raise SystemExit(f"{errors} calls failed; see {work}")
+    for name, result in report.get("sweep", {}).items():
+        for point in result["open"]:
+            print(
+                f"sweep {name}: offered {point['offered_rps']:,.0f}/s "
+                f"({point['fraction_of_max']:.0%} of max {result['max']['rps']:,.0f}): "
+                f"p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -170,6 +170,21 @@ def as_json(requests: Sequence[Any]) -> list[dict[str, Any]]:
     return [json_format.MessageToDict(r) for r in requests]
 
 
+def ghz_config(workload: Workload, requests: Sequence[Any], target: str) -> dict[str, Any]:
+    """A ghz run of this workload: bounded in count and time, methods found by reflection."""
+    return {
+        "call": workload.method.strip("/").replace("/", "."),
+        "host": target,
+        "insecure": True,
+        "total": 20_000,
+        "max-duration": "30s",
+        "concurrency": 16,
+        "connections": 2,
+        "timeout": "5s",
+        "data": as_json(requests),
+    }
+
+
 def load(repo_file: str, offline_root: str | None) -> FeatureRepo:
     """A repo file, with its offline root overridden when given (as ``ferry`` does)."""
     repo = load_repo(repo_file)
@@ -221,12 +236,20 @@ def main() -> None:
     add_arguments(parser)
     parser.add_argument("--json", type=Path, help="write proto3 JSON (a ghz data file) here")
     parser.add_argument("--binary", type=Path, help="write the first request's bytes here")
+    parser.add_argument(
+        "--ghz-config", type=Path, help="write a ghz config (requests inline) for this case here"
+    )
+    parser.add_argument("--target", default="127.0.0.1:6570", help="the ghz config's host")
     args = parser.parse_args()
     workload = from_arguments(args)
     requests = build(load(args.repo, args.offline_root), workload)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(as_json(requests), indent=1) + "\n")
+    if args.ghz_config:
+        config = ghz_config(workload, requests, args.target)
+        args.ghz_config.parent.mkdir(parents=True, exist_ok=True)
+        args.ghz_config.write_text(json.dumps(config, indent=1) + "\n")
     if args.binary:
         args.binary.write_bytes(requests[0].SerializeToString())
     print(json.dumps({"method": workload.method, "requests": len(requests)}))
