@@ -32,7 +32,8 @@ def test_config_names_a_method_and_its_requests_parse(path: Path) -> None:
         request = json_format.ParseDict(entry, request_class())  # unknown fields fail
         assert request.ByteSize() > 0
     assert config["host"].startswith("127.0.0.1:")
-    assert config["total"] > 0 and config["max-duration"].endswith("s")
+    assert config["total"] > 0
+    assert config["max-duration"].endswith("s")
     assert config["insecure"] is True
 
 
