@@ -1,4 +1,7 @@
-"""Online store on a standalone Redis, through redis.asyncio with the hiredis parser.
+"""Online store on a standalone Redis.
+
+Reads (the serving hot path: one MGET per request) and pings go through ``RespConnection``,
+one pipelined hiredis connection; writes, scripts and watermarks through redis.asyncio.
 
 Layout: one string key per (project, view, entity), ``project:view:<entity key bytes>``,
 holding the encoded row; one hash ``project!watermarks`` mapping view -> µs.
@@ -26,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ferry.core.errors import StoreError, StoreUnavailableError
 from ferry.stores.base import ReadRequest, ViewTable, WriteResult, expires_at_ms, storage_key
+from ferry.stores.resp import RespConnection
 
 _SCRIPT_KEYS = 1_000
 
@@ -101,12 +105,13 @@ class RedisOnlineStore:
         )
         self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._conditional_set = self._client.register_script(_CONDITIONAL_SET)
+        self._reads = RespConnection(config.url, config.socket_timeout_s, config.connect_timeout_s)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         keys = [storage_key(r.table, k) for r in requests for k in r.keys]
         if not keys:
             return [[] for _ in requests]
-        values: list[bytes | None] = await self._call(self._client.mget(keys))
+        values: list[bytes | None] = await self._reads.execute(b"MGET", *keys)
         out, pos = [], 0
         for request in requests:
             out.append(values[pos : pos + len(request.keys)])
@@ -152,9 +157,10 @@ class RedisOnlineStore:
         )
 
     async def ping(self) -> None:
-        await self._call(self._client.ping())
+        await self._reads.execute(b"PING")
 
     async def close(self) -> None:
+        await self._reads.close()
         await self._client.aclose()
         await self._client.connection_pool.disconnect()
 

@@ -1,0 +1,101 @@
+"""The pipelined RESP connection against a real redis-server of its own (these tests pause,
+password-protect and kill it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.stores.resp import RespConnection
+from tests.services import RedisServer, start_redis
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    redis = start_redis(tmp_path)
+    yield redis
+    redis.stop()
+
+
+async def test_replies_match_commands_under_concurrency(server: RedisServer) -> None:
+    server.cli("mset", "a", "1", "b", "2", "c", "3")
+    connection = RespConnection(server.url, 5, 2)
+    keys = [("a", b"1"), ("b", b"2"), ("c", b"3"), ("zz", None)] * 50
+    replies = await asyncio.gather(*(connection.execute(b"GET", key) for key, _ in keys))
+    assert replies == [value for _, value in keys]
+    assert await connection.execute(b"MGET", b"a", b"zz", b"c") == [b"1", None, b"3"]
+    await connection.close()
+
+
+async def test_a_caller_that_gives_up_keeps_the_order(server: RedisServer) -> None:
+    server.cli("mset", "a", "1", "b", "2")
+    connection = RespConnection(server.url, 5, 2)
+    await connection.execute(b"PING")
+    server.cli("client", "pause", "300", "all")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(connection.execute(b"GET", b"a"), 0.05)
+    # The abandoned GET's reply arrives first and is dropped; this one gets its own.
+    assert await connection.execute(b"GET", b"b") == b"2"
+    await connection.close()
+
+
+async def test_an_error_reply_is_a_store_error(server: RedisServer) -> None:
+    connection = RespConnection(server.url, 5, 2)
+    with pytest.raises(StoreError, match="unknown command"):
+        await connection.execute(b"NOSUCHCOMMAND")
+    assert await connection.execute(b"PING") == b"PONG"
+    await connection.close()
+
+
+async def test_a_frozen_server_is_dropped_after_the_command_timeout(server: RedisServer) -> None:
+    connection = RespConnection(server.url, 0.2, 2)
+    await connection.execute(b"PING")
+    server.cli("client", "pause", "2000", "all")
+    stuck = asyncio.ensure_future(connection.execute(b"PING"))
+    await asyncio.sleep(0.3)
+    with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.2 s"):
+        await connection.execute(b"PING")
+    with pytest.raises(StoreUnavailableError):
+        await stuck  # failed with the connection, not left hanging
+    server.cli("client", "unpause")
+    assert await connection.execute(b"PING") == b"PONG"  # reconnected
+    await connection.close()
+
+
+async def test_a_killed_server_fails_outstanding_and_later_commands(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    connection = RespConnection(server.url, 5, 0.5)
+    await connection.execute(b"PING")
+    server.kill()
+    with pytest.raises(StoreUnavailableError):
+        await connection.execute(b"PING")
+    with pytest.raises(StoreUnavailableError, match="unreachable"):
+        await connection.execute(b"PING")
+    restarted = start_redis(tmp_path, port=server.port)
+    try:
+        assert await connection.execute(b"PING") == b"PONG"
+    finally:
+        await connection.close()
+        restarted.stop()
+
+
+async def test_password_and_database_from_the_url(server: RedisServer) -> None:
+    server.cli("config", "set", "requirepass", "s3cret")
+    base = f"redis://:s3cret@127.0.0.1:{server.port}"
+    writer = RespConnection(f"{base}/3", 5, 2)
+    await writer.execute(b"SET", b"k", b"in-db-3")
+    default_db = RespConnection(f"{base}/0", 5, 2)
+    assert await default_db.execute(b"GET", b"k") is None
+    assert await writer.execute(b"GET", b"k") == b"in-db-3"
+    wrong = RespConnection(f"redis://:nope@127.0.0.1:{server.port}/0", 5, 2)
+    with pytest.raises(StoreError, match=r"WRONGPASS|invalid password"):
+        await wrong.execute(b"PING")
+    for connection in (writer, default_db, wrong):
+        await connection.close()
