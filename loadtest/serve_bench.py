@@ -96,6 +96,12 @@ def main() -> None:
     parser.add_argument("--h2load", action="store_true", help="also drive each case with h2load")
     parser.add_argument("--h2load-calls", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=1, help="ferry serve --workers")
+    parser.add_argument(
+        "--serve-flag",
+        action="append",
+        default=[],
+        help="pass a flag to ferry serve, e.g. --serve-flag=--store-reads-in-flight=0",
+    )
     parser.add_argument("--out", type=Path, help="write results.json (and plots) here")
     args = parser.parse_args()
     settings = loadgen.settings_of(args)
@@ -123,7 +129,7 @@ def _run(
     load_data(work, url, args.users)
     repo = workloads.load(str(REPO), str(work / "data"))
     ferry = [sys.executable, "-m", "ferry.cli.main", "serve", str(REPO), "--online-store", url]
-    ferry += ["--port", "0", "--workers", str(args.workers)]
+    ferry += ["--port", "0", "--workers", str(args.workers), *args.serve_flag]
     server, target = start(ferry, work / "serve.log")
     report: dict[str, Any] = {
         "machine": machine(),

@@ -74,6 +74,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="bound on one store call (default 1000)",
     )
     parser.add_argument(
+        "--store-reads-in-flight",
+        type=int,
+        default=Limits.store_reads_in_flight,
+        help="natural batching: most store reads at once; requests arriving meanwhile share "
+        f"the next read. 0 turns batching off (default {Limits.store_reads_in_flight})",
+    )
+    parser.add_argument(
         "--grace-s",
         type=float,
         default=10.0,
@@ -107,7 +114,9 @@ def run_serve(args: argparse.Namespace) -> int:
         serve_features=not args.registry_only,
         host=args.host,
         port=args.port,
-        limits=Limits(args.max_entity_rows, args.store_timeout_ms / 1000),
+        limits=Limits(
+            args.max_entity_rows, args.store_timeout_ms / 1000, args.store_reads_in_flight
+        ),
         grace_s=args.grace_s,
     )
     return run_workers(config, args.workers)

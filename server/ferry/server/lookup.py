@@ -16,9 +16,10 @@ from typing import Any
 
 from ferry.api.types.v1 import types_pb2
 from ferry.core.keys import KeyValue
+from ferry.server.batcher import Reader
 from ferry.server.catalog import FeaturePlan
 from ferry.server.entities import slot_keys
-from ferry.stores.base import OnlineStore, ReadRequest
+from ferry.stores.base import ReadRequest
 from ferry.wire.columns import PROTO_TYPE, fill_column
 
 PRESENT = types_pb2.VALUE_STATUS_PRESENT
@@ -28,7 +29,7 @@ OUTSIDE_MAX_AGE = types_pb2.VALUE_STATUS_OUTSIDE_MAX_AGE
 
 
 async def read_features(
-    store: OnlineStore, plan: FeaturePlan, entities: Mapping[str, list[KeyValue]]
+    store: Reader, plan: FeaturePlan, entities: Mapping[str, list[KeyValue]]
 ) -> list[types_pb2.FeatureColumn]:
     """Read every view of the plan in one store call and build the response columns."""
     requests = [ReadRequest(slot.table, slot_keys(slot, entities)) for slot in plan.slots]

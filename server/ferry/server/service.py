@@ -12,6 +12,7 @@ import grpc.aio
 from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import StoreUnavailableError
+from ferry.server.batcher import NaturalBatcher, Reader
 from ferry.server.catalog import Catalog, FeaturePlan
 from ferry.server.entities import parse_entities
 from ferry.server.errors import DeadlineError, InvalidRequestError, NotImplementedYetError
@@ -34,10 +35,13 @@ class Limits:
             10,000.
         store_timeout_s: Bound on one store call when the client's deadline is later or
             unset, in seconds; past it the call fails UNAVAILABLE. Default 1.
+        store_reads_in_flight: Natural batching (see ``ferry.server.batcher``): most feature
+            reads sent to the store at once; 0 sends every request's read on its own.
     """
 
     max_entity_rows: int = 10_000
     store_timeout_s: float = 1.0
+    store_reads_in_flight: int = 2
 
 
 class ServingService(serving_pb2_grpc.ServingServiceServicer):
@@ -52,6 +56,11 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
     ) -> None:
         self._catalog = catalog
         self._store = store
+        self._reader: Reader = (
+            NaturalBatcher(store, limits.store_reads_in_flight)
+            if limits.store_reads_in_flight > 0
+            else store
+        )
         self._limits = limits
         self._registry = registry
 
@@ -112,7 +121,7 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
     ) -> list[types_pb2.FeatureColumn]:
         """The plan's response columns for the request's entity rows: one store call."""
         _, keys = parse_entities(entities, plan, self._limits.max_entity_rows)
-        return await self._bounded(context, read_features(self._store, plan, keys))
+        return await self._bounded(context, read_features(self._reader, plan, keys))
 
     def _plan(self, request: serving_pb2.GetOnlineFeaturesRequest) -> FeaturePlan:
         catalog = self._catalog()
@@ -131,7 +140,9 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
         limit = self._limits.store_timeout_s
         deadline_first = remaining is not None and remaining < limit
         try:
-            return await asyncio.wait_for(work, remaining if deadline_first else limit)
+            # asyncio.timeout, not wait_for: wait_for wraps the work in a new task per call.
+            async with asyncio.timeout(remaining if deadline_first else limit):
+                return await work
         except TimeoutError:
             if deadline_first:
                 raise DeadlineError(
