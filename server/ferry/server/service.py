@@ -36,12 +36,15 @@ class Limits:
         store_timeout_s: Bound on one store call when the client's deadline is later or
             unset, in seconds; past it the call fails UNAVAILABLE. Default 1.
         store_reads_in_flight: Natural batching (see ``ferry.server.batcher``): most feature
-            reads sent to the store at once; 0 sends every request's read on its own.
+            reads sent to the store at once; 0 (the default) sends every request's read on
+            its own. Off by default: over the pipelined Redis connection, reads finish before
+            the next request reaches the loop (1.04 requests per read at 128 calls in flight)
+            and CPU per call did not change measurably; it pays where a store call is slow.
     """
 
     max_entity_rows: int = 10_000
     store_timeout_s: float = 1.0
-    store_reads_in_flight: int = 2
+    store_reads_in_flight: int = 0
 
 
 class ServingService(serving_pb2_grpc.ServingServiceServicer):
