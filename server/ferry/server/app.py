@@ -25,7 +25,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.api.serving.v1 import serving_pb2
 from ferry.core.errors import FerryError
 from ferry.core.repo_file import load_repo
 from ferry.server.catalog import Catalog
@@ -35,6 +35,7 @@ from ferry.server.mlflow_source import MlflowSource
 from ferry.server.model_registry import ModelRegistry
 from ferry.server.registry_service import RegistryService
 from ferry.server.service import Limits, ServingService
+from ferry.server.service import add_to_server as add_serving_service
 from ferry.server.webhooks import WebhookReceiver
 from ferry.stores.base import OnlineStore
 from ferry.stores.urls import open_online_store
@@ -127,7 +128,7 @@ class FerryServer:
             reflection.SERVICE_NAME,
         ]
         if self.store is not None:
-            serving_pb2_grpc.add_ServingServiceServicer_to_server(
+            add_serving_service(
                 ServingService(lambda: self.catalog, self.store, config.limits, self.registry),
                 self.server,
             )

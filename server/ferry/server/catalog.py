@@ -16,6 +16,7 @@ from ferry.core.errors import UnknownFeatureError
 from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView
 from ferry.core.types import ValueType
 from ferry.stores.base import ViewTable
+from ferry.wire import packed
 
 _MAX_CACHED_PLANS = 4096
 
@@ -48,12 +49,14 @@ class FeaturePlan:
         types: The features' types, aligned with ``names``.
         slots: One per view involved, in order of first appearance.
         join_keys: Every join key any slot needs, with its type.
+        encoders: Per response column, its wire encoder (name and type encoded once).
     """
 
     names: tuple[str, ...]
     types: tuple[ValueType, ...]
     slots: tuple[ViewSlot, ...]
     join_keys: dict[str, ValueType]
+    encoders: tuple[packed.ColumnEncoder, ...]
 
 
 class Catalog:
@@ -128,4 +131,5 @@ class Catalog:
                     tuple(p for _, p in picks),
                 )
             )
-        return FeaturePlan(tuple(names), tuple(types), tuple(slots), join_keys)
+        encoders = tuple(packed.ColumnEncoder(n, t) for n, t in zip(names, types, strict=True))
+        return FeaturePlan(tuple(names), tuple(types), tuple(slots), join_keys, encoders)

@@ -11,58 +11,65 @@ Status of each (row, feature), decided at request time:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
+
+import numpy as np
 
 from ferry.api.types.v1 import types_pb2
+from ferry.core.codec import RowBlock
 from ferry.core.keys import KeyValue
 from ferry.server.batcher import Reader
 from ferry.server.catalog import FeaturePlan
 from ferry.server.entities import slot_keys
 from ferry.stores.base import ReadRequest
-from ferry.wire.columns import PROTO_TYPE, fill_column
+from ferry.wire import packed
 
 PRESENT = types_pb2.VALUE_STATUS_PRESENT
 NULL_VALUE = types_pb2.VALUE_STATUS_NULL_VALUE
 NOT_FOUND = types_pb2.VALUE_STATUS_NOT_FOUND
 OUTSIDE_MAX_AGE = types_pb2.VALUE_STATUS_OUTSIDE_MAX_AGE
+_BASE_STATUS = np.array([NOT_FOUND, PRESENT], np.uint8)  # indexed by "a row was stored"
 
 
 async def read_features(
     store: Reader, plan: FeaturePlan, entities: Mapping[str, list[KeyValue]]
-) -> list[types_pb2.FeatureColumn]:
-    """Read every view of the plan in one store call and build the response columns."""
+) -> list[bytes]:
+    """Read every view of the plan in one store call; the response's ``FeatureColumn``
+    messages, encoded, in request order.
+
+    Each view's rows are decoded column by column (``RowCodec.decode_block``) and written
+    to the wire from arrays (``ferry.wire.packed``): no Python object per value.
+    """
     requests = [ReadRequest(slot.table, slot_keys(slot, entities)) for slot in plan.slots]
     stored = await store.read(requests)
     now = time.time_ns() // 1000
-    columns: list[types_pb2.FeatureColumn] = [None] * len(plan.names)  # type: ignore[list-item]
+    columns: list[bytes] = [b""] * len(plan.names)
     for slot, found in zip(plan.slots, stored, strict=True):
+        block = slot.codec.decode_block(found)
+        base = _BASE_STATUS[block.present.view(np.uint8)]
         ttl = slot.view.ttl_micros
-        decode = slot.codec.decode
-        base: list[types_pb2.ValueStatus.ValueType] = []
-        times: list[int] = []
-        values: list[Sequence[Any] | None] = []
-        for data in found:
-            if data is None:
-                base.append(NOT_FOUND)
-                times.append(0)
-                values.append(None)
-                continue
-            row = decode(data)
-            stale = ttl is not None and row.event_timestamp <= now - ttl
-            base.append(OUTSIDE_MAX_AGE if stale else PRESENT)
-            times.append(row.event_timestamp)
-            values.append(row.values)
+        if ttl is not None:
+            base[block.present & (block.event_timestamps <= now - ttl)] = OUTSIDE_MAX_AGE
+        timestamps = packed.timestamps_field(block.event_timestamps)
+        # A null is NULL_VALUE whatever the row's age; no row stays NOT_FOUND.
+        null_values = block.nulls & block.present[:, None]
+        has_nulls = cast(list[bool], null_values.any(axis=0).tolist())
+        common = base.tobytes()
         for pick, position in zip(slot.picks, slot.outputs, strict=True):
-            kind = plan.types[position]
-            column = types_pb2.FeatureColumn(name=plan.names[position], type=PROTO_TYPE[kind])
-            cells = [None if v is None else v[pick] for v in values]
-            statuses = [
-                NULL_VALUE if cell is None and status != NOT_FOUND else status
-                for status, cell in zip(base, cells, strict=True)
-            ]
-            fill_column(column.values, kind, cells)
-            column.statuses.extend(statuses)
-            column.event_timestamp_micros.extend(times)
-            columns[position] = column
+            statuses = common
+            if has_nulls[pick]:
+                statuses = np.where(null_values[:, pick], NULL_VALUE, base).astype(np.uint8)
+                statuses = statuses.tobytes()
+            columns[position] = plan.encoders[position].encode(
+                _values(block, pick), statuses, timestamps
+            )
     return columns
+
+
+def _values(block: RowBlock, pick: int) -> Any:
+    if pick in block.fixed:
+        return block.fixed[pick]
+    if pick in block.strings:
+        return block.strings[pick]
+    return block.lists[pick]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc.aio
 
-from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
+from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import StoreUnavailableError
 from ferry.server.batcher import NaturalBatcher, Reader
@@ -21,9 +21,45 @@ from ferry.server.model_registry import FEATURE_SERVICE_TAG, MissingBindingError
 from ferry.server.push import push_rows
 from ferry.server.registry_service import selector_of, version_message
 from ferry.stores.base import OnlineStore
+from ferry.wire import packed
 from ferry.wire.columns import column_length
 
 _T = TypeVar("_T")
+
+
+def _field_number(message: Any, name: str) -> int:
+    return int(message.DESCRIPTOR.fields_by_name[name].number)
+
+
+_ONLINE_FEATURES = _field_number(serving_pb2.GetOnlineFeaturesResponse, "features")
+_ONLINE_ROW_COUNT = _field_number(serving_pb2.GetOnlineFeaturesResponse, "row_count")
+_MODEL_VERSION = _field_number(serving_pb2.GetModelFeaturesResponse, "model_version")
+_MODEL_FEATURES = _field_number(serving_pb2.GetModelFeaturesResponse, "features")
+_MODEL_ROW_COUNT = _field_number(serving_pb2.GetModelFeaturesResponse, "row_count")
+SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
+
+
+def add_to_server(service: ServingService, server: grpc.aio.Server) -> None:
+    """Register the service's methods; the two lookups return their responses already
+    encoded (``ferry.wire.packed``), so they have no response serializer."""
+    handlers = {
+        "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
+            service.GetOnlineFeatures,
+            request_deserializer=serving_pb2.GetOnlineFeaturesRequest.FromString,
+        ),
+        "GetModelFeatures": grpc.unary_unary_rpc_method_handler(
+            service.GetModelFeatures,
+            request_deserializer=serving_pb2.GetModelFeaturesRequest.FromString,
+        ),
+        "PushFeatures": grpc.unary_unary_rpc_method_handler(
+            service.PushFeatures,
+            request_deserializer=serving_pb2.PushFeaturesRequest.FromString,
+            response_serializer=serving_pb2.PushFeaturesResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVING_SERVICE, handlers),)
+    )
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,7 @@ class Limits:
     store_reads_in_flight: int = 0
 
 
-class ServingService(serving_pb2_grpc.ServingServiceServicer):
+class ServingService:
     """Answers GetOnlineFeatures and PushFeatures from one online store."""
 
     def __init__(
@@ -69,15 +105,17 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
 
     async def GetOnlineFeatures(  # noqa: N802 - the gRPC method name
         self, request: serving_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
-    ) -> serving_pb2.GetOnlineFeaturesResponse:
-        columns = await self._features(self._plan(request), request.entities, context)
-        response = serving_pb2.GetOnlineFeaturesResponse(row_count=len(columns[0].statuses))
-        response.features.extend(columns)
-        return response
+    ) -> bytes:
+        """The encoded GetOnlineFeaturesResponse (see ``add_to_server``)."""
+        rows, columns = await self._features(self._plan(request), request.entities, context)
+        return packed.repeated_message(_ONLINE_FEATURES, columns) + packed.int_field(
+            _ONLINE_ROW_COUNT, rows
+        )
 
     async def GetModelFeatures(  # noqa: N802
         self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext
-    ) -> serving_pb2.GetModelFeaturesResponse:
+    ) -> bytes:
+        """The encoded GetModelFeaturesResponse (see ``add_to_server``)."""
         if self._registry is None:
             raise NotImplementedYetError(
                 "this server runs without a model registry: start it with --registry-uri"
@@ -93,12 +131,13 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
                 version=found.version.version,
             )
         plan = self._catalog().plan_for_service(service)
-        columns = await self._features(plan, request.entities, context)
-        response = serving_pb2.GetModelFeaturesResponse(
-            model_version=version_message(found.version), row_count=len(columns[0].statuses)
+        rows, columns = await self._features(plan, request.entities, context)
+        version = version_message(found.version).SerializeToString()
+        return (
+            packed.message_field(_MODEL_VERSION, version)
+            + packed.repeated_message(_MODEL_FEATURES, columns)
+            + packed.int_field(_MODEL_ROW_COUNT, rows)
         )
-        response.features.extend(columns)
-        return response
 
     async def PushFeatures(  # noqa: N802
         self, request: serving_pb2.PushFeaturesRequest, context: grpc.aio.ServicerContext
@@ -121,10 +160,10 @@ class ServingService(serving_pb2_grpc.ServingServiceServicer):
         plan: FeaturePlan,
         entities: Mapping[str, types_pb2.Column],
         context: grpc.aio.ServicerContext,
-    ) -> list[types_pb2.FeatureColumn]:
-        """The plan's response columns for the request's entity rows: one store call."""
-        _, keys = parse_entities(entities, plan, self._limits.max_entity_rows)
-        return await self._bounded(context, read_features(self._reader, plan, keys))
+    ) -> tuple[int, list[bytes]]:
+        """The row count and the plan's encoded response columns: one store call."""
+        rows, keys = parse_entities(entities, plan, self._limits.max_entity_rows)
+        return rows, await self._bounded(context, read_features(self._reader, plan, keys))
 
     def _plan(self, request: serving_pb2.GetOnlineFeaturesRequest) -> FeaturePlan:
         catalog = self._catalog()
