@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from ferry.api.types.v1 import types_pb2
 from ferry.core import Feature, RowCodec, ValueType
 from ferry.core.repo_file import parse_repo
 from ferry.server.catalog import Catalog
+from ferry.server import lookup
 from ferry.server.lookup import read_features
 from ferry.stores.base import ReadRequest
 from ferry.wire.columns import column_type, column_values
@@ -94,8 +96,19 @@ def oracle(rows: list[bytes | None], now: int) -> dict[str, tuple[list[Any], lis
     return out
 
 
-@given(stored_rows())
-def test_columns_match_a_row_by_row_oracle(drawn: list[tuple[str, int, list[Any]]]) -> None:
+@pytest.mark.parametrize("small_block", [0, 1_000], ids=["arrays", "python-values"])
+@given(drawn=stored_rows())
+def test_columns_match_a_row_by_row_oracle(
+    small_block: int, drawn: list[tuple[str, int, list[Any]]]
+) -> None:
+    saved, lookup.SMALL_BLOCK = lookup.SMALL_BLOCK, small_block
+    try:
+        check_against_oracle(drawn)
+    finally:
+        lookup.SMALL_BLOCK = saved
+
+
+def check_against_oracle(drawn: list[tuple[str, int, list[Any]]]) -> None:
     now = time.time_ns() // 1000
     codec = CATALOG.codecs["v"]
     rows: list[bytes | None] = []
@@ -129,6 +142,17 @@ def test_varints_are_protobufs_packed_int64s(values: list[int]) -> None:
 def test_negative_int32s_take_ten_bytes_as_in_protobuf(values: list[int]) -> None:
     message = types_pb2.Int32Values(values=values).SerializeToString()
     body = varints(np.array(values, np.int32))
+    assert message == b"\x0a" + varint(len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1_700_000_000_000_000 + i for i in range(40)], list(range(40)), [0] * 20, [-1] * 20],
+    ids=["timestamps", "small", "zeros", "negative"],
+)
+def test_varints_of_equal_sized_values(values: list[int]) -> None:
+    message = types_pb2.Int64Values(values=values).SerializeToString()
+    body = varints(np.array(values, np.int64))
     assert message == b"\x0a" + varint(len(body)) + body
 
 

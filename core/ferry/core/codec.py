@@ -122,10 +122,11 @@ class DecodedRow(NamedTuple):
 
 class ListColumn(NamedTuple):
     """A list feature over many rows: every row's elements concatenated, and each row's
-    element count (0 for a null). Numeric elements are a numpy array, strings UTF-8 bytes."""
+    element count (0 for a null). Numeric elements are a numpy array (or a list), strings
+    UTF-8 bytes."""
 
-    values: np.ndarray[Any, Any] | list[bytes]
-    lengths: np.ndarray[Any, np.dtype[np.uint32]]
+    values: np.ndarray[Any, Any] | list[Any]
+    lengths: np.ndarray[Any, np.dtype[np.uint32]] | list[int]
 
 
 class RowBlock(NamedTuple):

@@ -20,7 +20,7 @@ from ferry.api.types.v1 import types_pb2
 from ferry.core.codec import RowBlock
 from ferry.core.keys import KeyValue
 from ferry.server.batcher import Reader
-from ferry.server.catalog import FeaturePlan
+from ferry.server.catalog import FeaturePlan, ViewSlot
 from ferry.server.entities import slot_keys
 from ferry.stores.base import ReadRequest
 from ferry.wire import packed
@@ -39,32 +39,76 @@ async def read_features(
     messages, encoded, in request order.
 
     Each view's rows are decoded column by column (``RowCodec.decode_block``) and written
-    to the wire from arrays (``ferry.wire.packed``): no Python object per value.
+    to the wire from arrays (``ferry.wire.packed``), with no Python object per value; a
+    view with few rows goes through Python values instead (see ``SMALL_BLOCK``).
     """
     requests = [ReadRequest(slot.table, slot_keys(slot, entities)) for slot in plan.slots]
     stored = await store.read(requests)
     now = time.time_ns() // 1000
     columns: list[bytes] = [b""] * len(plan.names)
     for slot, found in zip(plan.slots, stored, strict=True):
-        block = slot.codec.decode_block(found)
-        base = _BASE_STATUS[block.present.view(np.uint8)]
-        ttl = slot.view.ttl_micros
-        if ttl is not None:
-            base[block.present & (block.event_timestamps <= now - ttl)] = OUTSIDE_MAX_AGE
-        timestamps = packed.timestamps_field(block.event_timestamps)
-        # A null is NULL_VALUE whatever the row's age; no row stays NOT_FOUND.
-        null_values = block.nulls & block.present[:, None]
-        has_nulls = cast(list[bool], null_values.any(axis=0).tolist())
-        common = base.tobytes()
-        for pick, position in zip(slot.picks, slot.outputs, strict=True):
-            statuses = common
-            if has_nulls[pick]:
-                statuses = np.where(null_values[:, pick], NULL_VALUE, base).astype(np.uint8)
-                statuses = statuses.tobytes()
-            columns[position] = plan.encoders[position].encode(
-                _values(block, pick), statuses, timestamps
-            )
+        if len(found) < SMALL_BLOCK:
+            _small_slot(plan, slot, found, now, columns)
+        else:
+            _array_slot(plan, slot, found, now, columns)
     return columns
+
+
+SMALL_BLOCK = 16
+"""Below this many rows a view's rows are decoded one by one into Python values. Numpy
+pays per call: tens of calls per view cost more than a few rows' worth of Python, and in a
+grpc.aio server each call may hand the GIL to gRPC's poller thread and wait to get it
+back (measured: at batch 1 and 10 the array path cost 50 µs more per call than the Python
+one, at batch 100 300 µs less)."""
+
+
+def _small_slot(
+    plan: FeaturePlan, slot: ViewSlot, found: list[bytes | None], now: int, out: list[bytes]
+) -> None:
+    decode = slot.codec.decode
+    rows = [None if data is None else decode(data) for data in found]
+    ttl = slot.view.ttl_micros
+    oldest = None if ttl is None else now - ttl
+    base = [
+        NOT_FOUND
+        if row is None
+        else (OUTSIDE_MAX_AGE if oldest is not None and row.event_timestamp <= oldest else PRESENT)
+        for row in rows
+    ]
+    timestamps = packed.timestamps_field(
+        [0 if row is None else row.event_timestamp for row in rows]
+    )
+    for pick, position in zip(slot.picks, slot.outputs, strict=True):
+        cells = [None if row is None else row.values[pick] for row in rows]
+        # A null is NULL_VALUE whatever the row's age; no row stays NOT_FOUND.
+        statuses = bytes(
+            [
+                NULL_VALUE if cell is None and status != NOT_FOUND else status
+                for cell, status in zip(cells, base, strict=True)
+            ]
+        )
+        values = packed.small_column(plan.types[position], cells)
+        out[position] = plan.encoders[position].encode(values, statuses, timestamps)
+
+
+def _array_slot(
+    plan: FeaturePlan, slot: ViewSlot, found: list[bytes | None], now: int, out: list[bytes]
+) -> None:
+    block = slot.codec.decode_block(found)
+    base = _BASE_STATUS[block.present.view(np.uint8)]
+    ttl = slot.view.ttl_micros
+    if ttl is not None:
+        base[block.present & (block.event_timestamps <= now - ttl)] = OUTSIDE_MAX_AGE
+    timestamps = packed.timestamps_field(block.event_timestamps)
+    # A null is NULL_VALUE whatever the row's age; no row stays NOT_FOUND.
+    null_values = block.nulls & block.present[:, None]
+    has_nulls = cast(list[bool], null_values.any(axis=0).tolist())
+    common = base.tobytes()
+    for pick, position in zip(slot.picks, slot.outputs, strict=True):
+        statuses = common
+        if has_nulls[pick]:
+            statuses = np.where(null_values[:, pick], NULL_VALUE, base).astype(np.uint8).tobytes()
+        out[position] = plan.encoders[position].encode(_values(block, pick), statuses, timestamps)
 
 
 def _values(block: RowBlock, pick: int) -> Any:

@@ -11,12 +11,14 @@ module; tests parse its output with the generated classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ferry.api.types.v1 import types_pb2
+from ferry.core.codec import ListColumn
 from ferry.core.types import ValueType
 from ferry.wire.columns import FIELD_OF, PROTO_TYPE
 
@@ -67,25 +69,51 @@ _RAW_ELEMENT_TYPES = {
     ValueType.FLOAT: "<f4",
     ValueType.BOOL: "u1",
 }
+_STRUCT_CODES = {ValueType.DOUBLE: "d", ValueType.FLOAT: "f", ValueType.BOOL: "?"}
+_ZERO: dict[ValueType, Any] = {
+    ValueType.INT64: 0,
+    ValueType.INT32: 0,
+    ValueType.DOUBLE: 0.0,
+    ValueType.FLOAT: 0.0,
+    ValueType.BOOL: False,
+    ValueType.BYTES: b"",
+    ValueType.TIMESTAMP: 0,
+}
 
 
-def varints(values: np.ndarray[Any, Any]) -> bytes:
+def varints(values: np.ndarray[Any, Any] | Sequence[int]) -> bytes:
     """Varints of a whole integer array, concatenated (what a packed int field holds).
 
     Signed values are sign-extended to 64 bits first, as protobuf encodes int32 and int64.
+    Short arrays go through Python (numpy's fixed cost per call is more than a few
+    varints); long ones take a few numpy calls, fewer still when every value needs the same
+    number of bytes (timestamps of one era, small counts), the common case.
     """
-    if len(values) == 0:
-        return b""
-    if len(values) < 8:  # numpy's fixed cost is more than a few Python varints
+    if not isinstance(values, np.ndarray):
+        return b"".join([varint(v) for v in values])
+    if len(values) < 16:
         return b"".join([varint(v) for v in values.tolist()])
     wide = values.astype(np.int64, copy=False).view(np.uint64)
-    shifted = wide[:, None] >> np.arange(0, 70, 7, dtype=np.uint64)
+    size = _varint_size(int(wide.max()))
+    if _varint_size(int(wide.min())) == size:
+        groups = ((wide[:, None] >> _SHIFTS[:size]) & np.uint64(0x7F)).astype(np.uint8)
+        groups[:, : size - 1] |= 0x80
+        return bytes(groups.tobytes())
+    shifted = wide[:, None] >> _SHIFTS
     groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
     # Group i is needed while bits remain at or above 7i; a zero still takes one byte.
     needed = np.maximum(1, np.count_nonzero(shifted, axis=1))
     position = np.arange(10)
     groups[position < (needed - 1)[:, None]] |= 0x80
     return bytes(groups[position < needed[:, None]].tobytes())
+
+
+_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+
+
+def _varint_size(value: int) -> int:
+    """Bytes in the varint of an unsigned 64-bit value."""
+    return max(1, (value.bit_length() + 6) // 7)
 
 
 def field(key: bytes, payload: bytes) -> bytes:
@@ -111,9 +139,9 @@ class ColumnEncoder:
         """The column's message.
 
         Args:
-            values: Zero where a row has no value: a numpy array for fixed-width types, raw
-                bytes per row (UTF-8 for strings) for strings and bytes, a ``ListColumn``
-                for lists.
+            values: Zero where a row has no value: for fixed-width types a numpy array or a
+                list, for strings and bytes raw bytes per row (UTF-8 for strings), for lists
+                a ``ListColumn`` (see ``small_column`` for lists of Python values).
             statuses: The packed statuses: one byte per row (every status is < 128).
             timestamps: The event timestamps field, from ``timestamps_field``.
         """
@@ -144,7 +172,28 @@ def _elements_writer(kind: ValueType) -> Callable[[Any], bytes]:
     raw = _RAW_ELEMENT_TYPES.get(kind)
     if raw is None:
         return varints
-    return lambda values: bytes(values.astype(raw, copy=False).tobytes())
+    code = _STRUCT_CODES[kind]
+
+    def write(values: Any) -> bytes:
+        if isinstance(values, np.ndarray):
+            return bytes(values.astype(raw, copy=False).tobytes())
+        return struct.pack(f"<{len(values)}{code}", *values)
+
+    return write
+
+
+def small_column(kind: ValueType, cells: Sequence[Any]) -> Any:
+    """The ``values`` argument of ``ColumnEncoder.encode`` from Python values (None where
+    a row has none): for a few rows, cheaper than arrays."""
+    if kind.element is None:
+        if kind is ValueType.STRING:
+            return [b"" if v is None else v.encode("utf-8") for v in cells]
+        zero = _ZERO[kind]
+        return [zero if v is None else v for v in cells]
+    flat = [item for v in cells if v for item in v]
+    if kind is ValueType.STRING_LIST:
+        flat = [s.encode("utf-8") for s in flat]
+    return ListColumn(flat, [0 if v is None else len(v) for v in cells])
 
 
 def _byte_strings(values: list[bytes]) -> bytes:
@@ -152,7 +201,7 @@ def _byte_strings(values: list[bytes]) -> bytes:
     return b"".join([_ELEMENTS + varint(len(v)) + v for v in values])
 
 
-def timestamps_field(micros: np.ndarray[Any, np.dtype[np.int64]]) -> bytes:
+def timestamps_field(micros: np.ndarray[Any, np.dtype[np.int64]] | Sequence[int]) -> bytes:
     """The event-timestamps field of a ``FeatureColumn`` (shared by a view's features)."""
     return packed(_TIMESTAMPS, varints(micros))
 
