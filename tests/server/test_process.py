@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,7 +80,9 @@ def start_serve(
     assert process.stdout is not None
     for _ in range(ready):
         line = process.stdout.readline()
-        assert line, log.read_text()
+        if not line:  # it did not start: stop what did, by PID, and say why
+            ServerProcess(process, lines, stderr).close()
+            raise AssertionError(log.read_text())
         lines.append(json.loads(line))
     return ServerProcess(process, lines, stderr)
 
@@ -347,3 +350,19 @@ def test_verify_finds_no_skew_then_reports_a_pushed_one(
     count = next(m for m in mismatches if m["feature"] == "txn_count_7d")
     assert count["served"]["value"] == 123456
     assert "served values differ from the offline store" in done.stderr
+
+
+def test_workers_that_cannot_start_make_serve_fail(loaded_store: str) -> None:
+    with socket.socket() as taken:  # no SO_REUSEPORT: the workers cannot share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = [sys.executable, "-m", "ferry.cli.main", "serve", str(SAMPLE_REPO)]
+        done = subprocess.run(
+            [*serve, "--online-store", loaded_store, "--port", str(port), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert done.stdout == ""  # never said it was serving

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from ferry.api.types.v1 import types_pb2
 from ferry.core import Feature, RowCodec, ValueType
 from ferry.core.repo_file import parse_repo
-from ferry.server.catalog import Catalog
 from ferry.server import lookup
+from ferry.server.catalog import Catalog
 from ferry.server.lookup import read_features
 from ferry.stores.base import ReadRequest
 from ferry.wire.columns import column_type, column_values

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -39,11 +40,16 @@ def run_workers(config: ServerConfig, workers: int) -> int:
         signal.signal(sig, forward)
     for process in processes:
         process.start()
-    codes = []
-    for process in processes:
-        process.join()
-        codes.append(process.exitcode or 0)
-    return next((c for c in codes if c != 0), 0)
+    # A worker that fails (it could not bind, its store URL is bad) stops the others: half a
+    # server that looks up is worse than none.
+    running = list(processes)
+    while running:
+        multiprocessing.connection.wait([p.sentinel for p in running])
+        for process in [p for p in running if not p.is_alive()]:
+            running.remove(process)
+            if process.exitcode:
+                forward(signal.SIGTERM, None)
+    return next((p.exitcode for p in processes if p.exitcode), 0)
 
 
 def _free_port(host: str) -> int:
