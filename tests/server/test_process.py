@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ferry.client import AsyncFerryClient, FerryClient, NotFoundError
+from ferry.client import AsyncFerryClient, FerryClient, InvalidArgumentError, Lookup, NotFoundError
 from ferry.core import FeatureRepo, load_repo
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.services import RedisServer
@@ -366,3 +366,22 @@ def test_workers_that_cannot_start_make_serve_fail(loaded_store: str) -> None:
         )
     assert done.returncode != 0
     assert done.stdout == ""  # never said it was serving
+
+
+def test_blocking_client_streams_lookups(serving: ServerProcess) -> None:
+    def lookups() -> Iterator[Lookup]:  # a generator, consumed as the stream goes
+        for user in (1, 2, 3):
+            yield Lookup({"user_id": [user]}, features=["user_stats:txn_count_7d"])
+        yield Lookup({"user_id": [1]}, features=["user_stats:no_such_feature"])
+
+    with FerryClient(serving.target, timeout_s=5) as client:
+        results = list(client.stream_online_features(lookups(), timeout_s=10))
+        singles = [
+            client.get_online_features(
+                entities={"user_id": [u]}, features=["user_stats:txn_count_7d"]
+            )
+            for u in (1, 2, 3)
+        ]
+    assert [r.to_dict() for r in results[:3]] == [s.to_dict() for s in singles]  # type: ignore[union-attr]
+    assert isinstance(results[3], InvalidArgumentError)
+    assert "no_such_feature" in str(results[3])

@@ -15,6 +15,7 @@ from ferry.client._errors import (
 )
 from ferry.client._results import FeatureValues, OnlineFeatures
 from ferry.client._retry import RetryPolicy
+from ferry.client._streams import Lookup, StreamResult
 from ferry.client.registry import FEATURE_SERVICE_TAG, ModelVersion, bind_feature_service
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "FerryClient",
     "InternalError",
     "InvalidArgumentError",
+    "Lookup",
     "ModelVersion",
     "NotFoundError",
     "OnlineFeatures",
@@ -33,6 +35,7 @@ __all__ = [
     "ResourceExhaustedError",
     "RetryPolicy",
     "RpcError",
+    "StreamResult",
     "UnavailableError",
     "UnimplementedError",
     "bind_feature_service",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,13 @@ from ferry.client._errors import from_rpc_error
 from ferry.client._requests import Columns
 from ferry.client._results import OnlineFeatures
 from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
+from ferry.client._streams import (
+    Lookup,
+    StreamResult,
+    stream_request,
+    stream_requests,
+    stream_result,
+)
 from ferry.client.registry import ModelVersion, selector
 
 _OPTIONS = [
@@ -102,6 +109,30 @@ class FerryClient:
     ) -> PushResult:
         """Write rows of one view through the timestamp-conditional writer."""
         return self._run(calls.push(view, rows), timeout_s)
+
+    def stream_online_features(
+        self, lookups: Iterable[Lookup], *, timeout_s: float | None = None
+    ) -> Iterator[StreamResult]:
+        """Many lookups over one stream: one result per lookup, in order, each the lookup's
+        ``OnlineFeatures`` or its ``RpcError`` (returned, not raised; the stream goes on).
+        Far cheaper per lookup for the server than ``get_online_features``.
+
+        Args:
+            lookups: Consumed as the stream goes (it may be a generator).
+            timeout_s: Bound on the whole stream; None (the default) for none.
+
+        Raises:
+            RpcError: the stream itself failed (the server went away, the deadline passed).
+        """
+        messages = (stream_request(lookup) for lookup in lookups)
+        responses = self._methods["StreamOnlineFeatures"](messages, timeout=timeout_s)
+        try:
+            for response in responses:
+                yield stream_result(response)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            responses.cancel()
 
     def _run(self, call: Call[T], timeout_s: float | None) -> T:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
@@ -209,6 +240,25 @@ class AsyncFerryClient:
         """See ``FerryClient.push``."""
         return await self._run(calls.push(view, rows), timeout_s)
 
+    async def stream_online_features(
+        self,
+        lookups: Iterable[Lookup] | AsyncIterable[Lookup],
+        *,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StreamResult]:
+        """See ``FerryClient.stream_online_features``; ``lookups`` may also be an async
+        iterable (a queue drained as requests arrive, say)."""
+        responses = self._methods["StreamOnlineFeatures"](
+            stream_requests(lookups), timeout=timeout_s
+        )
+        try:
+            async for response in responses:
+                yield stream_result(response)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            responses.cancel()
+
     async def _run(self, call: Call[T], timeout_s: float | None) -> T:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         pauses = (self.retry if call.retry else NO_RETRY).pauses()
@@ -242,5 +292,6 @@ def _methods(channel: Any) -> dict[str, Any]:
         "GetOnlineFeatures": serving.GetOnlineFeatures,
         "GetModelFeatures": serving.GetModelFeatures,
         "PushFeatures": serving.PushFeatures,
+        "StreamOnlineFeatures": serving.StreamOnlineFeatures,
         "GetModelVersion": registry.GetModelVersion,
     }

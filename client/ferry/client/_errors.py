@@ -88,4 +88,11 @@ def from_rpc_error(err: grpc.RpcError) -> RpcError:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info):
                     reason, metadata = info.reason, dict(info.metadata)
+    return error_of(code, message, reason, metadata)
+
+
+def error_of(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+) -> RpcError:
+    """The typed error of a status code."""
     return _BY_CODE.get(code, InternalError)(code, message, reason, metadata)

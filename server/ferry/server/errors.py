@@ -120,7 +120,8 @@ def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) ->
 def guard_stream(
     method: str, behaviour: StreamHandler, on_store_down: Callable[[], None]
 ) -> StreamHandler:
-    """``guard`` for server-streaming handlers."""
+    """``guard`` for streaming handlers (the first argument is the request, or the stream
+    of requests)."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
@@ -168,7 +169,8 @@ async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Applies ``guard`` to every unary-unary method of the server, once per method."""
+    """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
+    once per method."""
 
     def __init__(self, on_store_down: Callable[[], None]) -> None:
         self._on_store_down = on_store_down
@@ -195,6 +197,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 guard_stream(method, handler.unary_stream, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.stream_stream is not None:
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                guard_stream(method, handler.stream_stream, self._on_store_down),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

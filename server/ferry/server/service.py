@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -11,11 +11,16 @@ import grpc.aio
 
 from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
-from ferry.core.errors import StoreUnavailableError
+from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.server.batcher import NaturalBatcher, Reader
 from ferry.server.catalog import Catalog, FeaturePlan
 from ferry.server.entities import parse_entities
-from ferry.server.errors import DeadlineError, InvalidRequestError, NotImplementedYetError
+from ferry.server.errors import (
+    DeadlineError,
+    InvalidRequestError,
+    NotImplementedYetError,
+    status_code_of,
+)
 from ferry.server.lookup import read_features
 from ferry.server.model_registry import FEATURE_SERVICE_TAG, MissingBindingError, ModelRegistry
 from ferry.server.push import push_rows
@@ -36,12 +41,14 @@ _ONLINE_ROW_COUNT = _field_number(serving_pb2.GetOnlineFeaturesResponse, "row_co
 _MODEL_VERSION = _field_number(serving_pb2.GetModelFeaturesResponse, "model_version")
 _MODEL_FEATURES = _field_number(serving_pb2.GetModelFeaturesResponse, "features")
 _MODEL_ROW_COUNT = _field_number(serving_pb2.GetModelFeaturesResponse, "row_count")
+_STREAM_FEATURES = _field_number(serving_pb2.StreamOnlineFeaturesResponse, "features")
+_STREAM_ERROR = _field_number(serving_pb2.StreamOnlineFeaturesResponse, "error")
 SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
 
 
 def add_to_server(service: ServingService, server: grpc.aio.Server) -> None:
-    """Register the service's methods; the two lookups return their responses already
-    encoded (``ferry.wire.packed``), so they have no response serializer."""
+    """Register the service's methods; the lookups return their responses already encoded
+    (``ferry.wire.packed``), so they have no response serializer."""
     handlers = {
         "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
             service.GetOnlineFeatures,
@@ -50,6 +57,10 @@ def add_to_server(service: ServingService, server: grpc.aio.Server) -> None:
         "GetModelFeatures": grpc.unary_unary_rpc_method_handler(
             service.GetModelFeatures,
             request_deserializer=serving_pb2.GetModelFeaturesRequest.FromString,
+        ),
+        "StreamOnlineFeatures": grpc.stream_stream_rpc_method_handler(
+            service.StreamOnlineFeatures,
+            request_deserializer=serving_pb2.StreamOnlineFeaturesRequest.FromString,
         ),
         "PushFeatures": grpc.unary_unary_rpc_method_handler(
             service.PushFeatures,
@@ -114,6 +125,39 @@ class ServingService:
         return packed.repeated_message(_ONLINE_FEATURES, columns) + packed.int_field(
             _ONLINE_ROW_COUNT, rows
         )
+
+    async def StreamOnlineFeatures(  # noqa: N802
+        self,
+        requests: AsyncIterator[serving_pb2.StreamOnlineFeaturesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        """One encoded StreamOnlineFeaturesResponse per request, in order.
+
+        Requests are answered one at a time: no task per message, which is what makes a
+        streamed lookup cheaper than a unary call. A lookup that fails with a Ferry error
+        (bad request, store down) is answered with that error; anything else ends the stream
+        as INTERNAL (see ``errors.guard_stream``).
+        """
+        async for message in requests:
+            try:
+                if not message.HasField("request"):
+                    raise InvalidRequestError(
+                        "a stream message without a request", reason="MISSING_REQUEST"
+                    )
+                request = message.request
+                rows, columns = await self._features(self._plan(request), request.entities, context)
+            except FerryError as err:
+                failure = serving_pb2.LookupError(
+                    code=status_code_of(err).value[0],
+                    message=str(err),
+                    reason=err.reason,
+                    metadata=err.metadata,
+                )
+                yield packed.message_field(_STREAM_ERROR, failure.SerializeToString())
+                continue
+            answer = packed.repeated_message(_ONLINE_FEATURES, columns)
+            answer += packed.int_field(_ONLINE_ROW_COUNT, rows)
+            yield packed.message_field(_STREAM_FEATURES, answer)
 
     async def GetModelFeatures(  # noqa: N802
         self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext

@@ -352,3 +352,115 @@ class PushFeaturesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PushFeaturesResponse: _TypeAlias = PushFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class StreamOnlineFeaturesRequest(_message.Message):
+    """One lookup of a StreamOnlineFeatures stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___GetOnlineFeaturesRequest:
+        """The lookup, exactly as GetOnlineFeatures takes it. Unset is INVALID_ARGUMENT."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___GetOnlineFeaturesRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamOnlineFeaturesRequest: _TypeAlias = StreamOnlineFeaturesRequest  # noqa: Y015
+
+@_typing.final
+class StreamOnlineFeaturesResponse(_message.Message):
+    """The answer to the StreamOnlineFeatures request at the same position in the stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def features(self) -> Global___GetOnlineFeaturesResponse:
+        """The features, exactly as GetOnlineFeatures answers."""
+
+    @_builtins.property
+    def error(self) -> Global___LookupError:
+        """Why the lookup failed: what GetOnlineFeatures would have ended with."""
+
+    def __init__(
+        self,
+        *,
+        features: Global___GetOnlineFeaturesResponse | None = ...,
+        error: Global___LookupError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "features", b"features", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "features", b"features", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["features", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___StreamOnlineFeaturesResponse: _TypeAlias = StreamOnlineFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class LookupError(_message.Message):
+    """A failed lookup within a stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code number, e.g. 3 (INVALID_ARGUMENT) or 14 (UNAVAILABLE)."""
+    message: _builtins.str
+    """What is wrong, naming the feature, join key or limit."""
+    reason: _builtins.str
+    """Machine-readable cause, as the ErrorInfo reason of unary calls (e.g. UNKNOWN_FEATURE)."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Details, as the ErrorInfo metadata of unary calls."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupError: _TypeAlias = LookupError  # noqa: Y015

@@ -50,6 +50,11 @@ class ServingServiceStub:
                 request_serializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.SerializeToString,
                 response_deserializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.FromString,
                 _registered_method=True)
+        self.StreamOnlineFeatures = channel.stream_stream(
+                '/ferry.api.serving.v1.ServingService/StreamOnlineFeatures',
+                request_serializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesRequest.SerializeToString,
+                response_deserializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesResponse.FromString,
+                _registered_method=True)
 
 
 class ServingServiceServicer:
@@ -79,6 +84,16 @@ class ServingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamOnlineFeatures(self, request_iterator, context):
+        """Many lookups over one bidirectional stream, for high-rate clients: a streamed lookup
+        costs the server far less CPU than a unary call. Every request gets exactly one
+        response, in request order, one request at a time per stream (open several streams for
+        parallelism). A failed lookup is answered with its error and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +111,11 @@ def add_ServingServiceServicer_to_server(servicer, server):
                     servicer.PushFeatures,
                     request_deserializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.FromString,
                     response_serializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.SerializeToString,
+            ),
+            'StreamOnlineFeatures': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamOnlineFeatures,
+                    request_deserializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesRequest.FromString,
+                    response_serializer=ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +200,33 @@ class ServingService:
             '/ferry.api.serving.v1.ServingService/PushFeatures',
             ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.SerializeToString,
             ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamOnlineFeatures(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ferry.api.serving.v1.ServingService/StreamOnlineFeatures',
+            ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesRequest.SerializeToString,
+            ferry_dot_api_dot_serving_dot_v1_dot_serving__pb2.StreamOnlineFeaturesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,12 @@ class ServingServiceStub:
     """Writes rows of one feature view to the online store through the same
     timestamp-conditional writer as the materializer.
     """
+    StreamOnlineFeatures: _grpc.StreamStreamMultiCallable[_serving_pb2.StreamOnlineFeaturesRequest, _serving_pb2.StreamOnlineFeaturesResponse]
+    """Many lookups over one bidirectional stream, for high-rate clients: a streamed lookup
+    costs the server far less CPU than a unary call. Every request gets exactly one
+    response, in request order, one request at a time per stream (open several streams for
+    parallelism). A failed lookup is answered with its error and the stream goes on.
+    """
 
 @_typing.type_check_only
 class ServingServiceAsyncStub(ServingServiceStub):
@@ -58,6 +64,12 @@ class ServingServiceAsyncStub(ServingServiceStub):
     PushFeatures: _aio.UnaryUnaryMultiCallable[_serving_pb2.PushFeaturesRequest, _serving_pb2.PushFeaturesResponse]  # type: ignore[assignment]
     """Writes rows of one feature view to the online store through the same
     timestamp-conditional writer as the materializer.
+    """
+    StreamOnlineFeatures: _aio.StreamStreamMultiCallable[_serving_pb2.StreamOnlineFeaturesRequest, _serving_pb2.StreamOnlineFeaturesResponse]  # type: ignore[assignment]
+    """Many lookups over one bidirectional stream, for high-rate clients: a streamed lookup
+    costs the server far less CPU than a unary call. Every request gets exactly one
+    response, in request order, one request at a time per stream (open several streams for
+    parallelism). A failed lookup is answered with its error and the stream goes on.
     """
 
 class ServingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +101,18 @@ class ServingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_serving_pb2.PushFeaturesResponse, _abc.Awaitable[_serving_pb2.PushFeaturesResponse]]:
         """Writes rows of one feature view to the online store through the same
         timestamp-conditional writer as the materializer.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamOnlineFeatures(
+        self,
+        request_iterator: _MaybeAsyncIterator[_serving_pb2.StreamOnlineFeaturesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_serving_pb2.StreamOnlineFeaturesResponse], _abc.AsyncIterator[_serving_pb2.StreamOnlineFeaturesResponse]]:
+        """Many lookups over one bidirectional stream, for high-rate clients: a streamed lookup
+        costs the server far less CPU than a unary call. Every request gets exactly one
+        response, in request order, one request at a time per stream (open several streams for
+        parallelism). A failed lookup is answered with its error and the stream goes on.
         """
 
 def add_ServingServiceServicer_to_server(servicer: ServingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
