@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
@@ -22,14 +23,24 @@ async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
 
+async def echo_stream(
+    requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+) -> AsyncIterator[bytes]:
+    async for request in requests:
+        yield request
+
+
 class EchoEverything(grpc.GenericRpcHandler):
-    """A handler for any method name: no per-service registration, no (de)serializers."""
+    """A handler for any method name: no per-service registration, no (de)serializers.
+    Methods named ``.../Stream*`` are bidirectional streams, the rest unary."""
 
     def __init__(self) -> None:
-        self._handler = grpc.unary_unary_rpc_method_handler(echo)
+        self._unary = grpc.unary_unary_rpc_method_handler(echo)
+        self._stream = grpc.stream_stream_rpc_method_handler(echo_stream)
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        return self._handler
+        name = handler_call_details.method.rsplit("/", 1)[-1]
+        return self._stream if name.startswith("Stream") else self._unary
 
 
 async def main(port: int) -> None:

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -48,6 +49,7 @@ import workload as workloads  # loadtest/workload.py
 
 HERE = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
+_STREAM_ERROR_TAG = b"\x12"  # StreamOnlineFeaturesResponse.error (field 2, bytes)
 _MAX_OPEN_IN_FLIGHT = 10_000
 """Open loop: calls outstanding per process past which new arrivals are counted as
 ``CLIENT_OVERLOADED`` instead of sent (the server has stopped keeping up by then)."""
@@ -65,6 +67,8 @@ class Settings:
         concurrency: Closed loop: calls in flight per process.
         timeout_s: Deadline of each call.
         warmup_s: An unmeasured run of this length before each measured one.
+        stream: Closed loop over StreamOnlineFeatures: one stream per channel, CONCURRENCY
+            lookups in flight on each (latency from each lookup's write to its answer).
     """
 
     seconds: float = 5.0
@@ -74,6 +78,7 @@ class Settings:
     concurrency: int = 16
     timeout_s: float = 5.0
     warmup_s: float = 0.5
+    stream: bool = False
 
 
 def _client(
@@ -101,9 +106,37 @@ def _client(
             except grpc.aio.AioRpcError as err:
                 codes[err.code().name] += 1
 
+        async def stream_on(channel: grpc.aio.Channel, offset: int) -> None:
+            call = channel.stream_stream(method)()
+            sent: deque[float] = deque()
+            window = asyncio.Semaphore(settings.concurrency)
+
+            async def write() -> None:
+                i = offset
+                while time.perf_counter() < deadline and len(latencies) + len(sent) < max_calls:
+                    await window.acquire()
+                    sent.append(time.perf_counter())
+                    await call.write(payloads[i % len(payloads)])
+                    i += 1
+                await call.done_writing()
+
+            async def read() -> None:
+                async for answer in call:
+                    latencies.append(time.perf_counter() - sent.popleft())
+                    if answer[:1] == _STREAM_ERROR_TAG:
+                        codes["LOOKUP_ERROR"] += 1
+                    window.release()
+
+            try:
+                await asyncio.gather(write(), read())
+            except grpc.aio.AioRpcError as err:
+                codes[err.code().name] += 1
+
         started = time.perf_counter()
         deadline = started + settings.seconds
-        if rate is None:
+        if settings.stream:
+            await asyncio.gather(*(stream_on(c, k) for k, c in enumerate(channels)))
+        elif rate is None:
 
             async def worker(offset: int) -> None:
                 i = offset
@@ -205,7 +238,7 @@ def run(
         return round(latencies[min(calls - 1, int(q * calls))] * 1000, 3) if calls else None
 
     return {
-        "mode": "closed" if rate is None else "open",
+        "mode": "stream" if settings.stream else ("closed" if rate is None else "open"),
         "offered_rps": rate,
         "calls": calls,
         "errors": dict(codes),
@@ -336,6 +369,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument("--timeout-s", type=float, default=defaults.timeout_s)
     parser.add_argument("--warmup-s", type=float, default=defaults.warmup_s)
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="GetOnlineFeatures lookups over StreamOnlineFeatures streams (closed loop)",
+    )
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -352,6 +390,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         concurrency=args.concurrency,
         timeout_s=args.timeout_s,
         warmup_s=args.warmup_s,
+        stream=args.stream,
     )
 
 
@@ -378,6 +417,10 @@ def main() -> None:
     check_loopback(args.target)
     settings = settings_of(args)
     workload = workloads.from_arguments(args)
+    if settings.stream and workload.kind != "online":
+        raise SystemExit("--stream streams GetOnlineFeatures lookups: use --kind online")
+    if settings.stream:
+        workload = dataclasses.replace(workload, kind="stream")
     payloads = workloads.payloads(workloads.load(args.repo, args.offline_root), workload)
     port = int(args.target.rsplit(":", 1)[1])
     pids = listening_pids(port)

@@ -6,6 +6,8 @@ and loadtest/echo_server.py. Then, with loadtest/loadgen.py's closed loop, for b
 10 and 100 entity rows of the 9-feature fraud_v1 service (2 views): RPS, rows/s,
 p50/p90/p99/p99.9, server CPU per call, and each as a ratio to the echo. With ``--sweep``,
 the open loop at fractions of the closed-loop maximum for batch 1, with a latency plot.
+Each batch is also run over StreamOnlineFeatures (against a streaming echo) unless
+``--no-stream``.
 ``--h2load`` adds the same cases driven by h2load (loadtest/h2load_run.py), whose client
 costs less CPU. Bounded in time and count. A benchmark, not a test.
 
@@ -15,6 +17,7 @@ costs less CPU. Bounded in time and count. A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -94,6 +97,9 @@ def main() -> None:
     parser.add_argument("--hit-ratio", type=float, default=0.9)
     parser.add_argument("--sweep", help="open loop for batch 1 at these fractions of its max")
     parser.add_argument("--h2load", action="store_true", help="also drive each case with h2load")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="skip the StreamOnlineFeatures cases"
+    )
     parser.add_argument("--h2load-calls", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=1, help="ferry serve --workers")
     parser.add_argument(
@@ -155,6 +161,10 @@ def _run(
                     "ferry_rows_per_s": round(mine["rps"] * batch),
                     "ratio_to_echo": loadgen.ratios(mine, base),
                 }
+                if not args.no_stream:
+                    case["stream"] = _stream_case(
+                        repo, workload, settings, target, pids, echo_target, echo_pid
+                    )
                 if args.h2load:
                     case["h2load"] = h2load_case(target, batch, work, args)
                 report["cases"].append(case)
@@ -164,6 +174,24 @@ def _run(
         server.terminate()
         server.wait(timeout=60)
     return report
+
+
+def _stream_case(
+    repo: Any,
+    workload: workloads.Workload,
+    settings: loadgen.Settings,
+    target: str,
+    pids: list[int],
+    echo_target: str,
+    echo_pid: int,
+) -> dict[str, Any]:
+    """The same lookups over StreamOnlineFeatures, against a streaming echo."""
+    streamed = dataclasses.replace(workload, kind="stream")
+    payloads = workloads.payloads(repo, streamed)
+    over = dataclasses.replace(settings, stream=True)
+    base = loadgen.run(echo_target, streamed.method, payloads, over, None, [echo_pid])
+    mine = loadgen.run(target, streamed.method, payloads, over, None, pids)
+    return {"echo": base, "ferry": mine, "ratio_to_echo": loadgen.ratios(mine, base)}
 
 
 def _sweep(
@@ -198,15 +226,17 @@ def print_table(report: dict[str, Any]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for case in report["cases"]:
-        for name in ("echo", "ferry"):
-            m = case[name]
-            ratio = case["ratio_to_echo"] if name == "ferry" else {}
-            print(
-                f"| {case['batch']} | {name} | {m['rps']:,.0f} | {m['rps'] * case['batch']:,.0f} "
-                f"| {m['p50_ms']} | {m['p99_ms']} | {m['p999_ms']} | "
-                f"{m['server_cpu_us_per_call']} | {ratio.get('server_cpu_per_call', '')} | "
-                f"{ratio.get('rps', '')} |"
-            )
+        runs = [("", case)] + ([("stream ", case["stream"])] if "stream" in case else [])
+        for label, run in runs:
+            for name in ("echo", "ferry"):
+                m = run[name]
+                ratio = run["ratio_to_echo"] if name == "ferry" else {}
+                print(
+                    f"| {case['batch']} | {label}{name} | {m['rps']:,.0f} | "
+                    f"{m['rps'] * case['batch']:,.0f} | {m['p50_ms']} | {m['p99_ms']} | "
+                    f"{m['p999_ms']} | {m['server_cpu_us_per_call']} | "
+                    f"{ratio.get('server_cpu_per_call', '')} | {ratio.get('rps', '')} |"
+                )
     for name, result in report.get("sweep", {}).items():
         for point in result["open"]:
             print(

@@ -41,6 +41,7 @@ METHODS = {
     "online": f"/{SERVING}/GetOnlineFeatures",
     "model": f"/{SERVING}/GetModelFeatures",
     "version": f"/{REGISTRY}/GetModelVersion",
+    "stream": f"/{SERVING}/StreamOnlineFeatures",
 }
 _INTEGER_KEYS = {ValueType.INT64, ValueType.INT32}
 _MAX_POOL = 1_000_000
@@ -51,8 +52,9 @@ class Workload:
     """What requests to make.
 
     Attributes:
-        kind: ``online`` (GetOnlineFeatures), ``model`` (GetModelFeatures) or ``version``
-            (GetModelVersion).
+        kind: ``online`` (GetOnlineFeatures), ``model`` (GetModelFeatures), ``version``
+            (GetModelVersion) or ``stream`` (GetOnlineFeatures lookups as
+            StreamOnlineFeatures messages).
         feature_service: The service whose features are asked for (and whose join keys are
             sampled, also for ``model``).
         batch: Entity rows per request.
@@ -156,6 +158,8 @@ def build(repo: FeatureRepo, workload: Workload) -> list[Any]:
                 getattr(entity, f"{kind.value}_values").values.extend(column)
             else:
                 entity.string_values.values.extend(column)
+        if workload.kind == "stream":
+            request = serving_pb2.StreamOnlineFeaturesRequest(request=request)
         requests.append(request)
     return requests
 
