@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ferry.core import Feature, RowCodec, ValueType
 from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult
+from ferry.stores.redis import RedisConfig, RedisOnlineStore
 from ferry.stores.resp import RespConnection
 from tests.services import RedisServer, start_redis
 
@@ -99,3 +102,16 @@ async def test_password_and_database_from_the_url(server: RedisServer) -> None:
         await wrong.execute(b"PING")
     for connection in (writer, default_db, wrong):
         await connection.close()
+
+
+async def test_store_writes_survive_a_flushed_script_cache(server: RedisServer) -> None:
+    codec = RowCodec([Feature("n", ValueType.INT64)])
+    table = ViewTable("p", "v")
+    store = RedisOnlineStore(RedisConfig(server.url))
+    assert await store.write(table, [(b"k", codec.encode(1, None, [1]))]) == WriteResult(1, 0)
+    server.cli("script", "flush")  # as after a restart, or an operator's SCRIPT FLUSH
+    assert await store.write(table, [(b"k", codec.encode(2, None, [2]))]) == WriteResult(1, 0)
+    ((row,),) = await store.read([ReadRequest(table, [b"k"])])
+    assert row is not None
+    assert codec.decode(row).values == (2,)
+    await store.close()

@@ -20,6 +20,7 @@ import asyncio
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -90,7 +91,7 @@ class RespConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
 
-    async def execute(self, *args: bytes | str) -> Any:
+    async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command and return its reply.
 
         Raises:
@@ -101,6 +102,23 @@ class RespConnection:
         if protocol is None or protocol.lost:
             protocol = await self._connect()
         return await self._send(protocol, _pack(args))
+
+    async def execute_many(self, commands: Sequence[tuple[bytes | str | int, ...]]) -> list[Any]:
+        """Send several commands in one write; their replies, in order.
+
+        Raises:
+            StoreUnavailableError, StoreError: as ``execute``, for the first that failed.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connect()
+        payload = b"".join([_pack(command) for command in commands])
+        futures = self._enqueue(protocol, payload, len(commands))
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return list(replies)
 
     def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
         (future,) = self._enqueue(protocol, payload, 1)
@@ -169,6 +187,6 @@ class RespConnection:
             self._protocol = None
 
 
-def _pack(command: tuple[bytes | str, ...]) -> bytes:
+def _pack(command: tuple[bytes | str | int, ...]) -> bytes:
     """A command in RESP. (hiredis's type stub declares a 1-tuple; any length works.)"""
     return hiredis.pack_command(command)  # type: ignore[arg-type,no-any-return]
