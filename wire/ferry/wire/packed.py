@@ -31,13 +31,29 @@ def varint(value: int) -> bytes:
         return _SMALL[value]
     if 0 < value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
-    value &= (1 << 64) - 1
+    value &= _MASK64
+    if 1 << 49 <= value < 1 << 56:  # µs timestamps of this era: 8 bytes, unrolled
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                ((value >> 7) & 0x7F) | 0x80,
+                ((value >> 14) & 0x7F) | 0x80,
+                ((value >> 21) & 0x7F) | 0x80,
+                ((value >> 28) & 0x7F) | 0x80,
+                ((value >> 35) & 0x7F) | 0x80,
+                ((value >> 42) & 0x7F) | 0x80,
+                value >> 49,
+            )
+        )
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_MASK64 = (1 << 64) - 1
 
 
 _LEN = 2  # wire type of length-delimited fields
