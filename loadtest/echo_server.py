@@ -2,15 +2,17 @@
 service by echoing the request bytes, with no parsing at all. Load tests run the same client
 settings against it and quote Ferry's figures as ratios to it.
 
-    python loadtest/echo_server.py [PORT]     # prints {"event": "serving", "address": ...}
+    python loadtest/echo_server.py [PORT [WORKERS]]  # prints {"event": "serving", ...} per process
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -43,8 +45,8 @@ class EchoEverything(grpc.GenericRpcHandler):
         return self._stream if name.startswith("Stream") else self._unary
 
 
-async def main(port: int) -> None:
-    server = grpc.aio.server()
+async def serve(port: int) -> None:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
     server.add_generic_rpc_handlers((EchoEverything(),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -59,5 +61,36 @@ async def main(port: int) -> None:
     await server.stop(1)
 
 
+def run(port: int) -> None:
+    uvloop.run(serve(port))
+
+
+def main() -> None:
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    if workers <= 1:
+        run(port)
+        return
+    # Several processes on one port (SO_REUSEPORT), as `ferry serve --workers N`.
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=run, args=(port,)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    for process in processes:
+        process.join()
+
+
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    main()

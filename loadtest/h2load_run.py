@@ -146,8 +146,8 @@ def main() -> None:
     report: dict[str, Any] = {"target": args.target, "method": workload.method, "batch": args.batch}
     report["ferry"] = measure(args.target, workload.method, payload, pids, args)
     if not args.no_echo:
-        with echo_server() as (echo_target, echo_pid):
-            report["echo"] = measure(echo_target, workload.method, payload, [echo_pid], args)
+        with echo_server(len(pids) or 1) as (echo_target, echo_pids):
+            report["echo"] = measure(echo_target, workload.method, payload, echo_pids, args)
         report["ratio_to_echo"] = ratios(report["ferry"], report["echo"])
     print(json.dumps(report, indent=2))
     failed = [name for name in ("ferry", "echo") if name in report and not report[name]["grpc_ok"]]

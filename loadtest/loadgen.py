@@ -294,19 +294,20 @@ def sweep(
 
 
 @contextmanager
-def echo_server() -> Iterator[tuple[str, int]]:
-    """loadtest/echo_server.py on a free loopback port: (target, pid); stopped by PID."""
+def echo_server(workers: int = 1) -> Iterator[tuple[str, list[int]]]:
+    """loadtest/echo_server.py on a free loopback port, in ``workers`` processes:
+    (target, their pids); stopped by PID."""
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "echo_server.py"), "0"],
+        [sys.executable, str(HERE / "echo_server.py"), "0", str(workers)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
+        lines = [process.stdout.readline() for _ in range(workers)]
+        if not all(lines):
             raise SystemExit("loadtest/echo_server.py did not start")
-        yield json.loads(line)["address"], process.pid
+        yield json.loads(lines[0])["address"], [json.loads(line)["pid"] for line in lines]
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -443,8 +444,8 @@ def main() -> None:
 
     report["ferry"] = measure(args.target, pids)
     if not args.no_echo:
-        with echo_server() as (echo_target, echo_pid):
-            report["echo"] = measure(echo_target, [echo_pid])
+        with echo_server(len(pids) or 1) as (echo_target, echo_pids):
+            report["echo"] = measure(echo_target, echo_pids)
         if not args.sweep:
             report["ratio_to_echo"] = ratios(report["ferry"], report["echo"])
         else:

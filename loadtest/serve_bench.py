@@ -37,14 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
 
 
-def start(command: list[str], log: Path) -> tuple[subprocess.Popen[str], str]:
-    """A server that prints a JSON line with its address once it serves."""
+def start(command: list[str], log: Path, processes: int) -> tuple[subprocess.Popen[str], str]:
+    """A server whose every process prints a JSON line with its address once it serves."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
+    # Wait for all of them: CPU is read from the processes listening when the load starts.
+    lines = [process.stdout.readline() for _ in range(processes)]
+    if not all(lines):
+        process.terminate()
+        process.wait(timeout=60)
         raise SystemExit(f"{command[:4]} did not start:\n{log.read_text()}")
-    return process, json.loads(line)["address"]
+    return process, json.loads(lines[0])["address"]
 
 
 def load_data(work: Path, url: str, users: int) -> None:
@@ -136,7 +139,7 @@ def _run(
     repo = workloads.load(str(REPO), str(work / "data"))
     ferry = [sys.executable, "-m", "ferry.cli.main", "serve", str(REPO), "--online-store", url]
     ferry += ["--port", "0", "--workers", str(args.workers), *args.serve_flag]
-    server, target = start(ferry, work / "serve.log")
+    server, target = start(ferry, work / "serve.log", args.workers)
     report: dict[str, Any] = {
         "machine": machine(),
         "command": " ".join(["python", "loadtest/serve_bench.py", *sys.argv[1:]]),
@@ -145,14 +148,15 @@ def _run(
     }
     try:
         pids = loadgen.listening_pids(int(target.rsplit(":", 1)[1]))
-        with loadgen.echo_server() as (echo_target, echo_pid):
+        # The echo runs in as many processes as Ferry, so CPU per call compares like with like.
+        with loadgen.echo_server(args.workers) as (echo_target, echo_pids):
             for batch in (int(b) for b in args.batches.split(",")):
                 workload = workloads.Workload(
                     batch=batch, skew=args.skew, hit_ratio=args.hit_ratio, seed=batch
                 )
                 payloads = workloads.payloads(repo, workload)
                 method = workload.method
-                base = loadgen.run(echo_target, method, payloads, settings, None, [echo_pid])
+                base = loadgen.run(echo_target, method, payloads, settings, None, echo_pids)
                 mine = loadgen.run(target, method, payloads, settings, None, pids)
                 case = {
                     "batch": batch,
@@ -163,13 +167,13 @@ def _run(
                 }
                 if not args.no_stream:
                     case["stream"] = _stream_case(
-                        repo, workload, settings, target, pids, echo_target, echo_pid
+                        repo, workload, settings, target, pids, echo_target, echo_pids
                     )
                 if args.h2load:
                     case["h2load"] = h2load_case(target, batch, work, args)
                 report["cases"].append(case)
             if args.sweep:
-                report["sweep"] = _sweep(args, settings, repo, target, pids, echo_target, echo_pid)
+                report["sweep"] = _sweep(args, settings, repo, target, pids, echo_target, echo_pids)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -183,13 +187,13 @@ def _stream_case(
     target: str,
     pids: list[int],
     echo_target: str,
-    echo_pid: int,
+    echo_pids: list[int],
 ) -> dict[str, Any]:
     """The same lookups over StreamOnlineFeatures, against a streaming echo."""
     streamed = dataclasses.replace(workload, kind="stream")
     payloads = workloads.payloads(repo, streamed)
     over = dataclasses.replace(settings, stream=True)
-    base = loadgen.run(echo_target, streamed.method, payloads, over, None, [echo_pid])
+    base = loadgen.run(echo_target, streamed.method, payloads, over, None, echo_pids)
     mine = loadgen.run(target, streamed.method, payloads, over, None, pids)
     return {"echo": base, "ferry": mine, "ratio_to_echo": loadgen.ratios(mine, base)}
 
@@ -201,7 +205,7 @@ def _sweep(
     target: str,
     pids: list[int],
     echo_target: str,
-    echo_pid: int,
+    echo_pids: list[int],
 ) -> dict[str, Any]:
     """Batch 1, open loop at fractions of each server's own closed-loop max."""
     fractions = [float(f) for f in args.sweep.split(",")]
@@ -210,7 +214,7 @@ def _sweep(
     sweeps = {
         "ferry": loadgen.sweep(target, workload.method, payloads, settings, fractions, pids),
         "echo": loadgen.sweep(
-            echo_target, workload.method, payloads, settings, fractions, [echo_pid]
+            echo_target, workload.method, payloads, settings, fractions, echo_pids
         ),
     }
     if args.out:
