@@ -190,8 +190,10 @@ def ghz_config(workload: Workload, requests: Sequence[Any], target: str) -> dict
 
 
 def load(repo_file: str, offline_root: str | None) -> FeatureRepo:
-    """A repo file, with its offline root overridden when given (as ``ferry`` does)."""
+    """A repo file, its offline root overridden by ``offline_root`` or else
+    ``$FERRY_OFFLINE_ROOT``, as ``ferry`` does."""
     repo = load_repo(repo_file)
+    offline_root = offline_root or os.environ.get("FERRY_OFFLINE_ROOT")
     if offline_root:
         root = offline_root if "://" in offline_root else os.path.abspath(offline_root)
         repo = dataclasses.replace(repo, offline_root=root)
