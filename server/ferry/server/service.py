@@ -46,6 +46,13 @@ _STREAM_ERROR = _field_number(serving_pb2.StreamOnlineFeaturesResponse, "error")
 SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
 
 
+def _online_response(rows: int, columns: list[bytes]) -> bytes:
+    """An encoded GetOnlineFeaturesResponse."""
+    return packed.repeated_message(_ONLINE_FEATURES, columns) + packed.int_field(
+        _ONLINE_ROW_COUNT, rows
+    )
+
+
 def add_to_server(service: ServingService, server: grpc.aio.Server) -> None:
     """Register the service's methods; the lookups return their responses already encoded
     (``ferry.wire.packed``), so they have no response serializer."""
@@ -122,9 +129,7 @@ class ServingService:
     ) -> bytes:
         """The encoded GetOnlineFeaturesResponse (see ``add_to_server``)."""
         rows, columns = await self._features(self._plan(request), request.entities, context)
-        return packed.repeated_message(_ONLINE_FEATURES, columns) + packed.int_field(
-            _ONLINE_ROW_COUNT, rows
-        )
+        return _online_response(rows, columns)
 
     async def StreamOnlineFeatures(  # noqa: N802
         self,
@@ -155,9 +160,7 @@ class ServingService:
                 )
                 yield packed.message_field(_STREAM_ERROR, failure.SerializeToString())
                 continue
-            answer = packed.repeated_message(_ONLINE_FEATURES, columns)
-            answer += packed.int_field(_ONLINE_ROW_COUNT, rows)
-            yield packed.message_field(_STREAM_FEATURES, answer)
+            yield packed.message_field(_STREAM_FEATURES, _online_response(rows, columns))
 
     async def GetModelFeatures(  # noqa: N802
         self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext

@@ -34,7 +34,8 @@ TYPE_OF_FIELD = {field: kind for kind, field in FIELD_OF.items()}
 PROTO_TYPE: dict[ValueType, types_pb2.ValueType.ValueType] = {
     kind: types_pb2.ValueType.Value("VALUE_TYPE_" + kind.name) for kind in ValueType
 }
-_ZERO: dict[ValueType, Any] = {
+ZERO_VALUES: dict[ValueType, Any] = {
+    # What a row without a value carries on the wire, per scalar type.
     ValueType.INT64: 0,
     ValueType.INT32: 0,
     ValueType.DOUBLE: 0.0,
@@ -50,7 +51,7 @@ def fill_column(column: types_pb2.Column, kind: ValueType, values: Sequence[Any]
     """Write ``values`` into an empty ``column`` as ``kind``; None becomes the zero value."""
     target = getattr(column, FIELD_OF[kind])
     if kind.element is None:
-        zero = _ZERO[kind]
+        zero = ZERO_VALUES[kind]
         filled = [zero if v is None else v for v in values]
         (target.micros if kind is ValueType.TIMESTAMP else target.values).extend(filled)
         return

@@ -20,7 +20,7 @@ import numpy as np
 from ferry.api.types.v1 import types_pb2
 from ferry.core.codec import ListColumn
 from ferry.core.types import ValueType
-from ferry.wire.columns import FIELD_OF, PROTO_TYPE
+from ferry.wire.columns import FIELD_OF, PROTO_TYPE, ZERO_VALUES
 
 _SMALL = [bytes([i]) for i in range(0x80)]
 
@@ -86,15 +86,6 @@ _RAW_ELEMENT_TYPES = {
     ValueType.BOOL: "u1",
 }
 _STRUCT_CODES = {ValueType.DOUBLE: "d", ValueType.FLOAT: "f", ValueType.BOOL: "?"}
-_ZERO: dict[ValueType, Any] = {
-    ValueType.INT64: 0,
-    ValueType.INT32: 0,
-    ValueType.DOUBLE: 0.0,
-    ValueType.FLOAT: 0.0,
-    ValueType.BOOL: False,
-    ValueType.BYTES: b"",
-    ValueType.TIMESTAMP: 0,
-}
 
 
 def varints(values: np.ndarray[Any, Any] | Sequence[int]) -> bytes:
@@ -204,7 +195,7 @@ def small_column(kind: ValueType, cells: Sequence[Any]) -> Any:
     if kind.element is None:
         if kind is ValueType.STRING:
             return [b"" if v is None else v.encode("utf-8") for v in cells]
-        zero = _ZERO[kind]
+        zero = ZERO_VALUES[kind]
         return [zero if v is None else v for v in cells]
     flat = [item for v in cells if v for item in v]
     if kind is ValueType.STRING_LIST:
