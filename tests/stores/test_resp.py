@@ -56,16 +56,16 @@ async def test_an_error_reply_is_a_store_error(server: RedisServer) -> None:
     await connection.close()
 
 
-async def test_a_frozen_server_is_dropped_after_the_command_timeout(server: RedisServer) -> None:
+async def test_a_frozen_server_fails_everything_outstanding(server: RedisServer) -> None:
     connection = RespConnection(server.url, 0.2, 2)
     await connection.execute(b"PING")
     server.cli("client", "pause", "2000", "all")
-    stuck = asyncio.ensure_future(connection.execute(b"PING"))
-    await asyncio.sleep(0.3)
-    with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.2 s"):
-        await connection.execute(b"PING")
-    with pytest.raises(StoreUnavailableError):
-        await stuck  # failed with the connection, not left hanging
+    stuck = [asyncio.ensure_future(connection.execute(b"PING")) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    late = asyncio.ensure_future(connection.execute(b"PING"))
+    for command in [*stuck, late]:  # the late one too: the connection is dropped
+        with pytest.raises(StoreUnavailableError, match=r"no reply within 0\.2 s"):
+            await command
     server.cli("client", "unpause")
     assert await connection.execute(b"PING") == b"PONG"  # reconnected
     await connection.close()
@@ -115,3 +115,18 @@ async def test_store_writes_survive_a_flushed_script_cache(server: RedisServer) 
     assert row is not None
     assert codec.decode(row).values == (2,)
     await store.close()
+
+
+async def test_a_lone_command_to_a_frozen_server_fails_at_the_timeout(
+    server: RedisServer,
+) -> None:
+    connection = RespConnection(server.url, 0.2, 2)
+    await connection.execute(b"PING")
+    server.cli("client", "pause", "3000", "all")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StoreUnavailableError, match=r"no reply within 0\.2 s"):
+        await connection.execute(b"PING")  # nothing else is sent: the timer must fire
+    assert asyncio.get_running_loop().time() - started < 1.5
+    server.cli("client", "unpause")
+    assert await connection.execute(b"PING") == b"PONG"
+    await connection.close()

@@ -10,7 +10,8 @@ number of concurrent requests share one connection without waiting for each othe
 Failure handling: a lost connection fails every outstanding command with
 ``StoreUnavailableError`` and the next command reconnects; a connection whose oldest command
 has waited longer than the command timeout is closed, for the same outcome (a frozen server
-must not hold requests forever). A caller that stops waiting (a cancelled request) leaves
+must not hold requests, or a materialization job, forever), checked by one timer per
+connection. A caller that stops waiting (a cancelled request) leaves
 its reply to be read and dropped, which keeps the order intact.
 """
 
@@ -90,6 +91,7 @@ class RespConnection:
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command and return its reply.
@@ -129,20 +131,31 @@ class RespConnection:
     ) -> list[asyncio.Future[Any]]:
         now = time.monotonic()
         waiters = protocol.waiters
-        if waiters and now - waiters[0][1] > self._command_timeout_s:
-            # Redis has not answered for too long: drop the connection (failing everything
-            # outstanding) rather than queue more behind it.
-            self._abandon(protocol, f"no reply within {self._command_timeout_s:g} s")
-            raise StoreUnavailableError(
-                f"{self._where} did not answer within {self._command_timeout_s:g} s"
-            )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(count)]
         for future in futures:
             waiters.append((future, now))
         assert protocol.transport is not None
         protocol.transport.write(payload)
+        if self._watchdog is None:
+            self._arm(protocol)
         return futures
+
+    def _arm(self, protocol: _Protocol) -> None:
+        """Check the oldest outstanding command when it reaches the timeout: one timer per
+        connection, not one per command, so even a last command never waits forever."""
+        oldest = protocol.waiters[0][1]
+        delay = max(0.0, oldest + self._command_timeout_s - time.monotonic())
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check, protocol)
+
+    def _check(self, protocol: _Protocol) -> None:
+        self._watchdog = None
+        if protocol.lost or not protocol.waiters:
+            return
+        if time.monotonic() - protocol.waiters[0][1] >= self._command_timeout_s:
+            self._abandon(protocol, f"no reply within {self._command_timeout_s:g} s")
+        else:
+            self._arm(protocol)
 
     async def _connect(self) -> _Protocol:
         # Concurrent callers share one connection attempt.
@@ -180,6 +193,9 @@ class RespConnection:
 
     async def close(self) -> None:
         """Close the connection; outstanding commands fail."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._protocol is not None:
