@@ -39,6 +39,7 @@ class _Protocol(asyncio.Protocol):
         self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -63,6 +64,9 @@ class _Protocol(asyncio.Protocol):
         self.fail(StoreUnavailableError(f"{self._where} closed the connection: {exc or 'EOF'}"))
 
     def fail(self, error: Exception) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.waiters:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
@@ -91,7 +95,6 @@ class RespConnection:
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
 
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command and return its reply.
@@ -137,7 +140,7 @@ class RespConnection:
             waiters.append((future, now))
         assert protocol.transport is not None
         protocol.transport.write(payload)
-        if self._watchdog is None:
+        if protocol.watchdog is None:
             self._arm(protocol)
         return futures
 
@@ -146,10 +149,10 @@ class RespConnection:
         connection, not one per command, so even a last command never waits forever."""
         oldest = protocol.waiters[0][1]
         delay = max(0.0, oldest + self._command_timeout_s - time.monotonic())
-        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check, protocol)
+        protocol.watchdog = asyncio.get_running_loop().call_later(delay, self._check, protocol)
 
     def _check(self, protocol: _Protocol) -> None:
-        self._watchdog = None
+        protocol.watchdog = None
         if protocol.lost or not protocol.waiters:
             return
         if time.monotonic() - protocol.waiters[0][1] >= self._command_timeout_s:
@@ -193,9 +196,6 @@ class RespConnection:
 
     async def close(self) -> None:
         """Close the connection; outstanding commands fail."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._protocol is not None:
