@@ -383,16 +383,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         raise SystemExit("--seconds must be within (0, 600]: every load is bounded in time")
     if args.max_calls < 1:
         raise SystemExit("--max-calls must be at least 1")
-    return Settings(
-        seconds=args.seconds,
-        max_calls=args.max_calls,
-        processes=args.processes,
-        channels=args.channels,
-        concurrency=args.concurrency,
-        timeout_s=args.timeout_s,
-        warmup_s=args.warmup_s,
-        stream=args.stream,
-    )
+    return workloads.from_namespace(Settings, args)
 
 
 def check_loopback(target: str) -> None:

@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
@@ -45,6 +45,7 @@ METHODS = {
 }
 _INTEGER_KEYS = {ValueType.INT64, ValueType.INT32}
 _MAX_POOL = 1_000_000
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True)
@@ -221,18 +222,12 @@ def from_arguments(args: argparse.Namespace) -> Workload:
         raise SystemExit(f"--hit-ratio must be within 0..1, not {args.hit_ratio}")
     if args.batch < 1:
         raise SystemExit(f"--batch must be at least 1, not {args.batch}")
-    return Workload(
-        kind=args.kind,
-        feature_service=args.feature_service,
-        batch=args.batch,
-        hit_ratio=args.hit_ratio,
-        skew=args.skew,
-        zipf_s=args.zipf_s,
-        distinct=args.distinct,
-        model=args.model,
-        alias=args.alias,
-        seed=args.seed,
-    )
+    return from_namespace(Workload, args)
+
+
+def from_namespace(cls: type[_D], args: argparse.Namespace) -> _D:
+    """A dataclass whose every field is the parsed flag of the same name."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def main() -> None:
