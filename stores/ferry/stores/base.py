@@ -18,9 +18,10 @@ How the backends still to come fit this Protocol unchanged:
 
 * Redis Cluster: keys hash to slots (CRC16); ``read`` groups keys by slot and sends one MGET
   per slot, pipelined on one ``RespConnection`` per node (the slot map read with CLUSTER
-  SHARDS, re-read on a MOVED reply), the nodes concurrently, then restores request order. ``write`` groups rows by slot and runs the same Lua
-  script once per slot group (a script may only touch keys of one slot), all pipelined.
-  Watermarks live in one hash key, which sits in one slot.
+  SHARDS, re-read on a MOVED reply), the nodes concurrently, then restores request order.
+  ``write`` groups rows by slot and runs the same Lua script once per slot group (a script
+  may only touch keys of one slot), all pipelined. Watermarks live in one hash key, which
+  sits in one slot.
 * DynamoDB: one table, partition key = the storage key, attributes ``v`` (row bytes), ``ts``
   (the 16 header bytes, a binary attribute, compared bytewise like here), ``fp`` and
   ``expires_at`` (DynamoDB TTL in seconds). ``read`` splits the keys into BatchGetItem calls of
