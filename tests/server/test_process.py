@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ferry.client import AsyncFerryClient, FerryClient, InvalidArgumentError, Lookup, NotFoundError
+from ferry.client import AsyncFerryClient, FerryClient, NotFoundError
 from ferry.core import FeatureRepo, load_repo
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.services import RedisServer
@@ -352,36 +352,34 @@ def test_verify_finds_no_skew_then_reports_a_pushed_one(
     assert "served values differ from the offline store" in done.stderr
 
 
-def test_workers_that_cannot_start_make_serve_fail(loaded_store: str) -> None:
-    with socket.socket() as taken:  # no SO_REUSEPORT: the workers cannot share it
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_a_clear_error(loaded_store: str, workers: str) -> None:
+    with socket.socket() as taken:  # no SO_REUSEPORT: nothing else may share it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         serve = [sys.executable, "-m", "ferry.cli.main", "serve", str(SAMPLE_REPO)]
         done = subprocess.run(
-            [*serve, "--online-store", loaded_store, "--port", str(port), "--workers", "2"],
+            [*serve, "--online-store", loaded_store, "--port", str(port), "--workers", workers],
             capture_output=True,
             text=True,
             timeout=60,
         )
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert done.stdout == ""  # never said it was serving
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
-def test_blocking_client_streams_lookups(serving: ServerProcess) -> None:
-    def lookups() -> Iterator[Lookup]:  # a generator, consumed as the stream goes
-        for user in (1, 2, 3):
-            yield Lookup({"user_id": [user]}, features=["user_stats:txn_count_7d"])
-        yield Lookup({"user_id": [1]}, features=["user_stats:no_such_feature"])
-
-    with FerryClient(serving.target, timeout_s=5) as client:
-        results = list(client.stream_online_features(lookups(), timeout_s=10))
-        singles = [
-            client.get_online_features(
-                entities={"user_id": [u]}, features=["user_stats:txn_count_7d"]
-            )
-            for u in (1, 2, 3)
-        ]
-    assert [r.to_dict() for r in results[:3]] == [s.to_dict() for s in singles]  # type: ignore[union-attr]
-    assert isinstance(results[3], InvalidArgumentError)
-    assert "no_such_feature" in str(results[3])
+def test_workers_that_fail_to_start_are_a_clear_error() -> None:
+    serve = [sys.executable, "-m", "ferry.cli.main", "serve", str(SAMPLE_REPO), "--port", "0"]
+    done = subprocess.run(
+        [*serve, "--online-store", "nope://x", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "unsupported scheme 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -148,9 +148,14 @@ class FerryServer:
 
     async def start(self) -> int:
         """Listen and start serving; returns the bound port."""
-        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            # grpcio returns 0 or raises RuntimeError, depending on the version.
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise FerryError(f"cannot listen on {self.config.host}:{self.config.port}")
+            raise FerryError(f"cannot listen on {address}: the address is in use or not local")
         await self.server.start()
         if self.health is not None:
             await self.health.start()

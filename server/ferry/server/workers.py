@@ -13,8 +13,12 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
+from ferry.core.errors import FerryError
 from ferry.server.app import ServerConfig, run
 
 
@@ -22,11 +26,14 @@ def run_workers(config: ServerConfig, workers: int) -> int:
     """Run ``workers`` server processes; returns when all have exited."""
     if workers <= 1:
         return run(config)
-    if config.port == 0:
-        config = dataclasses.replace(config, port=_free_port(config.host))
+    with _reserved_port(config.host, config.port) as port:
+        return _supervise(dataclasses.replace(config, port=port), workers)
+
+
+def _supervise(config: ServerConfig, workers: int) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=run, args=(config,), name=f"ferry-worker-{i}")
+        context.Process(target=_worker, args=(config,), name=f"ferry-worker-{i}")
         for i in range(workers)
     ]
 
@@ -49,10 +56,31 @@ def run_workers(config: ServerConfig, workers: int) -> int:
             running.remove(process)
             if process.exitcode:
                 forward(signal.SIGTERM, None)
-    return next((p.exitcode for p in processes if p.exitcode), 0)
+    failed = [p.exitcode for p in processes if p.exitcode]
+    # A worker's own error code, not the SIGTERM that stopped the others.
+    return next((code for code in failed if code > 0), 1) if failed else 0
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _worker(config: ServerConfig) -> None:
+    """One worker process: its errors are one line on stderr and exit code 1, as the CLI's."""
+    try:
+        code = run(config)
+    except FerryError as err:
+        print(f"ferry serve: error: {err}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+@contextmanager
+def _reserved_port(host: str, port: int) -> Iterator[int]:
+    """The port the workers share, held by a bound (not listening) SO_REUSEPORT socket for
+    as long as they run: another process cannot take a free port between its choice and the
+    workers' binds, and a bound socket receives no connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            holder.bind((host, port))
+        except OSError as err:
+            raise FerryError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+        yield int(holder.getsockname()[1])
