@@ -124,6 +124,10 @@ def main() -> None:
     import mlflow
 
     mlflow.set_tracking_uri(tracking)
+    # With a sqlite tracking URI, MLflow would put artifacts in ./mlruns of the working
+    # directory: keep them in the work folder with everything else.
+    if mlflow.get_experiment_by_name("fraud") is None:
+        mlflow.create_experiment("fraud", artifact_location=(work / "artifacts").as_uri())
     mlflow.set_experiment("fraud")
 
     # 1. Training data: every labelled transaction with its features as of its own time.

@@ -15,6 +15,7 @@ def test_fraud_workflow_example(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=280,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -23,3 +24,5 @@ def test_fraud_workflow_example(tmp_path: Path) -> None:
     assert "serving version 1 (fraud_v1):" in out
     assert out.count("fraud score") == 5
     assert "watcher: champion moved to version 2" in out
+    # Everything it writes stays in its work folder (MLflow artifacts included).
+    assert [p.name for p in tmp_path.iterdir()] == ["work"]
