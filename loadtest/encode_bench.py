@@ -30,12 +30,10 @@ import numpy as np
 
 from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
-from ferry.core.repo_file import load_repo
-from ferry.server.catalog import Catalog, FeaturePlan
-from ferry.server.lookup import _array_slot, read_features
-from ferry.stores.base import ReadRequest
-from ferry.wire import packed
-from ferry.wire.columns import PROTO_TYPE, fill_column
+from ferry.core import load_repo
+from ferry.server.serving import Catalog, FeaturePlan, encode_slot_arrays, read_features
+from ferry.stores import ReadRequest
+from ferry.wire import PROTO_TYPE, fill_column, online_features_response
 
 REPO = Path(__file__).resolve().parents[1] / "samples" / "fraud" / "feature_repo.yaml"
 SAMPLE_VALUES = {
@@ -109,7 +107,7 @@ def baseline(plan: FeaturePlan, found: list[list[bytes | None]], now: int) -> by
 
 def ferry(plan: FeaturePlan, found: list[list[bytes | None]], keys: dict[str, list[Any]]) -> bytes:
     columns = run_now(read_features(Stored(found), plan, keys))
-    return packed.repeated_message(1, columns) + packed.int_field(2, len(found[0]))
+    return online_features_response(len(found[0]), columns)
 
 
 def run_now(coroutine: Coroutine[Any, Any, list[bytes]]) -> list[bytes]:
@@ -125,8 +123,8 @@ def encode_only(plan: FeaturePlan, found: list[list[bytes | None]], now: int) ->
     """Array path with decoding excluded: encodes already-decoded blocks."""
     out: list[bytes] = [b""] * len(plan.names)
     for slot, rows in zip(plan.slots, found, strict=True):
-        _array_slot(plan, slot, rows, now, out)
-    return packed.repeated_message(1, out)
+        encode_slot_arrays(plan, slot, rows, now, out)
+    return online_features_response(len(found[0]), out)
 
 
 def timed(work: Callable[[], object], repeat: int, rounds: int) -> float:

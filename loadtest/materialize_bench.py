@@ -22,25 +22,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from local_redis import local_redis, redis_cli  # loadtest/local_redis.py
+# The real-service launchers have one home, the tests' (tests/services.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
 
 
-def used_memory(port: int) -> int:
-    info = redis_cli(port, "info", "memory")
+def used_memory(redis: RedisServer) -> int:
+    info = redis.cli("info", "memory")
     return int(re.search(r"used_memory:(\d+)", info).group(1))  # type: ignore[union-attr]
 
 
-def set_rate(port: int, requests: int) -> float:
+def set_rate(redis: RedisServer, requests: int) -> float:
     out = subprocess.run(
         [
             "redis-benchmark",
             "-h",
             "127.0.0.1",
             "-p",
-            str(port),
+            str(redis.port),
             "-P",
             "64",
             "-t",
@@ -55,12 +57,12 @@ def set_rate(port: int, requests: int) -> float:
         timeout=300,
     ).stdout
     rate = float(re.search(r"SET: ([\d.]+) requests per second", out).group(1))  # type: ignore[union-attr]
-    redis_cli(port, "flushall")
+    redis.cli("flushall")
     return rate
 
 
-def materialize(data: Path, port: int, work: Path) -> dict[str, object]:
-    before = used_memory(port)
+def materialize(data: Path, redis: RedisServer, work: Path) -> dict[str, object]:
+    before = used_memory(redis)
     started = time.perf_counter()
     out, err = (work / "stdout").open("w+"), (work / "stderr").open("w+")
     job = subprocess.Popen(
@@ -73,7 +75,7 @@ def materialize(data: Path, port: int, work: Path) -> dict[str, object]:
             "--offline-root",
             str(data),
             "--online-store",
-            f"redis://127.0.0.1:{port}/0",
+            redis.url,
             "--start",
             "2025-12-01",
             "--end",
@@ -91,7 +93,7 @@ def materialize(data: Path, port: int, work: Path) -> dict[str, object]:
     if job.returncode != 0:
         raise SystemExit(err.read())
     total = json.loads(out.read().splitlines()[-1])
-    keys = int(redis_cli(port, "dbsize")) - 1  # minus the watermark hash
+    keys = int(redis.cli("dbsize")) - 1  # minus the watermark hash
     return {
         "rows_read": total["rows_read"],
         "rows_written": total["rows_written"],
@@ -99,7 +101,7 @@ def materialize(data: Path, port: int, work: Path) -> dict[str, object]:
         "job_rows_written_per_second": round(total["rows_written"] / total["seconds"]),
         "wall_seconds_incl_startup": round(seconds, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
-        "redis_bytes_per_row": round((used_memory(port) - before) / max(keys, 1)),
+        "redis_bytes_per_row": round((used_memory(redis) - before) / max(keys, 1)),
         "stored_rows": keys,
     }
 
@@ -119,8 +121,8 @@ def main() -> None:
 
 
 def _run(args: argparse.Namespace, work: Path) -> None:
-    with local_redis(work) as port:
-        baseline = set_rate(port, args.set_requests)
+    with running_redis(work) as redis:
+        baseline = set_rate(redis, args.set_requests)
         results = []
         for users in sorted({max(100, args.users // 10), args.users, args.users * 3}):
             data = work / f"fraud-{users}"
@@ -139,8 +141,8 @@ def _run(args: argparse.Namespace, work: Path) -> None:
                 check=True,
                 capture_output=True,
             )
-            redis_cli(port, "flushall")
-            result = materialize(data, port, work)
+            redis.cli("flushall")
+            result = materialize(data, redis, work)
             result["users"] = users
             result["ratio_to_redis_benchmark_set"] = round(
                 float(result["job_rows_per_second"]) / baseline, 3

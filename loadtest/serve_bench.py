@@ -31,7 +31,10 @@ from typing import Any
 
 import loadgen
 import workload as workloads
-from local_redis import local_redis
+
+# The real-service launchers have one home, the tests' (tests/services.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import running_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
@@ -116,8 +119,8 @@ def main() -> None:
     settings = loadgen.settings_of(args)
     work = Path(tempfile.mkdtemp(prefix="ferry-serve-bench-"))
     try:
-        with local_redis(work) as port:
-            report = _run(args, settings, work, f"redis://127.0.0.1:{port}/0")
+        with running_redis(work) as redis:
+            report = _run(args, settings, work, redis.url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))

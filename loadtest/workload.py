@@ -30,10 +30,8 @@ from google.protobuf import json_format
 
 from ferry.api.registry.v1 import registry_pb2
 from ferry.api.serving.v1 import serving_pb2
-from ferry.core.repo import FeatureRepo
-from ferry.core.repo_file import load_repo
-from ferry.core.types import ValueType
-from ferry.stores.offline import open_source
+from ferry.core import FeatureRepo, ValueType, load_repo
+from ferry.stores import open_source
 
 SERVING = "ferry.api.serving.v1.ServingService"
 REGISTRY = "ferry.api.registry.v1.RegistryService"

@@ -6,6 +6,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +93,13 @@ def start_redis(directory: Path, port: int | None = None) -> RedisServer:
         time.sleep(0.02)
     server.stop()
     raise RuntimeError("redis-server did not answer PING within 10 s")
+
+
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisServer]:
+    """A redis-server (``start_redis``) for as long as the block runs."""
+    server = start_redis(directory)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ferry.cli.compose import FeaturesConfig, RegistryConfig, open_features, open_registry
 from ferry.core import FeatureRepo, load_repo
 from ferry.core.timestamps import datetime_to_micros
 from ferry.materializer import materialize, plan_window
@@ -71,9 +72,17 @@ def loaded_store(
     return url
 
 
-async def start_server(url: str, **overrides: Any) -> FerryServer:
+async def start_server(
+    url: str, registry: RegistryConfig | None = None, **overrides: Any
+) -> FerryServer:
+    """A started server over the sample repo and the store at ``url`` (and a registry),
+    its parts opened as ``ferry serve`` opens them."""
     settings: dict[str, Any] = {"port": 0, "health_interval_s": 0.1, **overrides}
-    server = FerryServer(ServerConfig(repo_file=str(SAMPLE_REPO), online_store=url, **settings))
+    server = FerryServer(
+        ServerConfig(**settings),
+        features=open_features(FeaturesConfig(str(SAMPLE_REPO), url)),
+        registry=open_registry(registry) if registry is not None else None,
+    )
     await server.start()
     return server
 

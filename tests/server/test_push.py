@@ -176,7 +176,7 @@ async def test_numbers_widen_where_they_fit(server: FerryServer) -> None:
 
 
 async def test_serving_continues_while_a_materialization_runs(
-    server: FerryServer, served_repo: FeatureRepo
+    server: FerryServer, served_repo: FeatureRepo, loaded_store: str
 ) -> None:
     stop = asyncio.Event()
     served = 0
@@ -195,7 +195,7 @@ async def test_serving_continues_while_a_materialization_runs(
 
     reader = asyncio.create_task(keep_reading())
     for _ in range(3):
-        await load_store(served_repo, server.config.online_store)
+        await load_store(served_repo, loaded_store)
     stop.set()
     await reader
     assert served > 0

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
+from ferry.cli.compose import RegistryConfig
 from ferry.client import (
     AsyncFerryClient,
     FailedPreconditionError,
@@ -26,8 +27,8 @@ from ferry.client import (
     RetryPolicy,
     UnimplementedError,
 )
-from ferry.server import FerryServer, RegistryConfig
-from ferry.server.webhooks import signature_ok
+from ferry.server import FerryServer
+from ferry.server.registry import signature_ok
 from tests.server.conftest import start_server
 from tests.server.mlflow_fixtures import MODEL, MlflowServer, register_versions
 

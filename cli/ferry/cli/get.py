@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from ferry.cli.entity_options import parse_entity_options
 from ferry.cli.output import jsonable
 from ferry.client import FerryClient, OnlineFeatures
-from ferry.core.errors import InvalidValueError
 from ferry.core.timestamps import format_micros
 
 
@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    entities = parse_entities(args.entity)
+    entities = parse_entity_options(args.entity)
     features = [f.strip() for f in args.features.split(",")] if args.features else None
     with FerryClient(args.target, timeout_s=args.timeout_s) as client:
         result = client.get_online_features(
@@ -49,42 +49,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(entities, result)
     return 0
-
-
-def parse_entities(specs: list[str]) -> dict[str, list[int | str]]:
-    """``KEY=V1,V2`` options as typed columns (ints where every value is one).
-
-    Raises:
-        InvalidValueError: a malformed option, a repeated key or unequal value counts.
-    """
-    out: dict[str, list[int | str]] = {}
-    for spec in specs:
-        name, sep, text = spec.partition("=")
-        if not sep or not name:
-            raise InvalidValueError(f"--entity {spec!r}: expected KEY=V1,V2,...")
-        name, _, hint = name.partition(":")
-        if name in out:
-            raise InvalidValueError(f"--entity {name}: given twice")
-        values = text.split(",")
-        if hint not in ("", "string", "int"):
-            raise InvalidValueError(f"--entity {name}:{hint}: the type hint is string or int")
-        if hint != "string" and all(_is_int(v) for v in values):
-            out[name] = [int(v) for v in values]
-        elif hint == "int":
-            raise InvalidValueError(f"--entity {name}: values must be integers")
-        else:
-            out[name] = list(values)
-    if len({len(v) for v in out.values()}) > 1:
-        raise InvalidValueError("every --entity needs the same number of values")
-    return out
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _rows(entities: dict[str, list[int | str]], result: OnlineFeatures) -> list[dict[str, Any]]:

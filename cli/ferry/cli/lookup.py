@@ -11,6 +11,8 @@ import asyncio
 import json
 from typing import Any
 
+from ferry.cli.compose import open_store
+from ferry.cli.entity_options import raw_entity_options
 from ferry.cli.output import jsonable
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.codec import RowCodec
@@ -20,7 +22,6 @@ from ferry.core.repo import FeatureView
 from ferry.core.timestamps import format_micros
 from ferry.core.types import ValueType
 from ferry.stores.base import ReadRequest, ViewTable
-from ferry.stores.urls import open_online_store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     repo = load(args)
     view = repo.view(args.view)
     keys = entity_keys(view, args.entity)
-    store = open_online_store(online_store_url(args, repo))
+    store = open_store(online_store_url(args, repo))
 
     async def read() -> list[bytes | None]:
         try:
@@ -71,36 +72,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def entity_keys(view: FeatureView, specs: list[str]) -> list[tuple[int | str, ...]]:
-    """Parse ``KEY=V1,V2`` options into one key tuple per entity, in join-key order.
+    """The ``--entity`` options as one key tuple per entity, in the view's join-key order.
 
     Raises:
-        InvalidValueError: a join key is missing, unknown, repeated, mistyped or the value
-            lists differ in length.
+        InvalidValueError: a malformed option (``raw_entity_options``), or join keys
+            missing, unknown or of the wrong type for the view.
     """
-    columns: dict[str, list[str]] = {}
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        if not sep:
-            raise InvalidValueError(f"--entity {spec!r}: expected KEY=V1,V2,...")
-        if name in columns:
-            raise InvalidValueError(f"--entity {name}: given twice")
-        columns[name] = values.split(",")
-    expected = set(view.join_key_names)
-    if set(columns) != expected:
+    columns = {name: values for name, (_, values) in raw_entity_options(specs).items()}
+    if set(columns) != set(view.join_key_names):
         raise InvalidValueError(
             f"view {view.name!r} needs --entity for exactly its join keys "
             f"{', '.join(view.join_key_names)}; got {', '.join(columns) or 'none'}"
         )
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) != 1:
-        raise InvalidValueError("every --entity needs the same number of values")
     typed: list[list[int | str]] = []
     for key in view.join_keys:
+        values = columns[key.name]
         if key.type is ValueType.STRING:
-            typed.append(list(columns[key.name]))
+            typed.append(list(values))
             continue
         try:
-            typed.append([int(v) for v in columns[key.name]])
+            typed.append([int(v) for v in values])
         except ValueError:
             raise InvalidValueError(
                 f"--entity {key.name}: values must be integers ({key.type.value})"

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from ferry.cli.compose import open_store
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
@@ -22,7 +23,6 @@ from ferry.materializer import (
     select_views,
     total_rows,
 )
-from ferry.stores.urls import open_online_store
 
 _Planner = Callable[[dict[str, int]], list[ViewPlan]]
 """Turns the stored watermarks into the plans to run."""
@@ -90,7 +90,7 @@ def run_incremental(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -> int:
     if args.batch_rows < 1:
         raise SystemExit("ferry: error: --batch-rows must be at least 1")
-    store = open_online_store(online_store_url(args, repo))
+    store = open_store(online_store_url(args, repo))
     try:
         marks = await store.read_watermarks(repo.project, list(repo.views))
         plans = planner(marks)

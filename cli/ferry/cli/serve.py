@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from ferry.cli.compose import FeaturesConfig, RegistryConfig, server_builder
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.errors import FerryError
-from ferry.server import DEFAULT_PORT, Limits, RegistryConfig, ServerConfig, run_workers
+from ferry.server import DEFAULT_PORT, Limits, ServerConfig, run_workers
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,19 +100,15 @@ def run_serve(args: argparse.Namespace) -> int:
             webhook_port=args.webhook_port,
             webhook_secret=args.webhook_secret,
         )
+    features = None
     if args.registry_only:
         if registry is None:
             raise FerryError("--registry-only needs --registry-uri")
-        repo_file, online = "", ""
     else:
         if not args.repo_file:
             raise FerryError("serve needs a repo file (or --registry-only)")
-        repo_file, online = args.repo_file, online_store_url(args, load(args))
+        features = FeaturesConfig(args.repo_file, online_store_url(args, load(args)))
     config = ServerConfig(
-        repo_file=repo_file,
-        online_store=online,
-        registry=registry,
-        serve_features=not args.registry_only,
         host=args.host,
         port=args.port,
         limits=Limits(
@@ -119,4 +116,4 @@ def run_serve(args: argparse.Namespace) -> int:
         ),
         grace_s=args.grace_s,
     )
-    return run_workers(config, args.workers)
+    return run_workers(server_builder(features, registry), config, args.workers)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+from ferry.cli.compose import open_store
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.client import FerryClient
 from ferry.client.verify import sample_keys, verify_view
@@ -14,7 +15,6 @@ from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
 from ferry.materializer import select_views
-from ferry.stores.urls import open_online_store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +86,7 @@ def _times(args: argparse.Namespace, repo: FeatureRepo, views: list[str]) -> dic
         return dict.fromkeys(views, at)
 
     async def read() -> dict[str, int]:
-        store = open_online_store(online_store_url(args, repo))
+        store = open_store(online_store_url(args, repo))
         try:
             return await store.read_watermarks(repo.project, views)
         finally:

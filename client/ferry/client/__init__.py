@@ -16,7 +16,8 @@ from ferry.client._errors import (
 from ferry.client._results import FeatureValues, OnlineFeatures
 from ferry.client._retry import RetryPolicy
 from ferry.client._streams import Lookup, StreamResult
-from ferry.client.registry import FEATURE_SERVICE_TAG, ModelVersion, bind_feature_service
+from ferry.client.registry import ModelVersion, bind_feature_service
+from ferry.core.model_binding import FEATURE_SERVICE_TAG
 
 __all__ = [
     "FEATURE_SERVICE_TAG",

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 from ferry.api.registry.v1 import registry_pb2
 from ferry.core.errors import InvalidValueError
-
-FEATURE_SERVICE_TAG = "ferry.feature_service"
-"""The MLflow model-version tag naming the feature service a version was trained with."""
+from ferry.core.model_binding import FEATURE_SERVICE_TAG
 
 
 def bind_feature_service(

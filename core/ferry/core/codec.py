@@ -231,7 +231,7 @@ class RowCodec:
             try:
                 out.append(encode(event, made, values))
             except InvalidValueError as err:
-                raise InvalidValueError(f"row {i}: {err}") from err
+                raise InvalidValueError(f"row {i}: {err}", row=i) from err
         return out
 
     def decode(self, row: bytes) -> DecodedRow:

@@ -1,9 +1,9 @@
 """The materialization job: offline Parquet -> as-of at the window's end -> online store.
 
 Per view: read the source's row groups that may hold rows of the window (statistics
-pushdown, column projection), in bounded batches; drop rows with a null key or event time
-(counted); gather at least ``batch_rows`` rows; keep each key's as-of row at ``end`` (the one
-rule of ``ferry.core.asof``); encode; and write through the store's timestamp-conditional
+pushdown, column projection), in bounded batches; gather at least ``batch_rows`` rows; hand
+them to the one ingest path (``ferry.core.ingest``: drop rows with a null key or event time,
+keep each key's as-of row at ``end``, encode); and write through the store's timestamp-conditional
 writer with at most ``max_writes_in_flight`` batches outstanding, so reading and encoding
 overlap the store's work and memory stays bounded whatever the input size.
 
@@ -16,19 +16,16 @@ after every write of the view has been acknowledged.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ferry.core.asof import latest_per_key
 from ferry.core.codec import RowCodec
 from ferry.core.errors import SourceError
-from ferry.core.keys import encode_key_columns
+from ferry.core.ingest import ingest_rows
 from ferry.core.repo import FeatureRepo, FeatureView
 from ferry.materializer.plan import ViewPlan
 from ferry.materializer.progress import Progress, SilentProgress
@@ -141,9 +138,8 @@ async def _materialize_view(
         for read, in_window in scan(pieces, view, window, config.batch_rows):
             report.rows_read += read
             report.rows_outside_window += read - in_window.num_rows
-            usable = _drop_null_rows(in_window, view, report)
-            pending.append(usable)
-            pending_rows += usable.num_rows
+            pending.append(in_window)
+            pending_rows += in_window.num_rows
             if pending_rows >= config.batch_rows:
                 await writer.submit(
                     _encode(pa.concat_tables(pending), view, codec, window.end, report)
@@ -173,38 +169,14 @@ def total_rows(repo: FeatureRepo, plans: Sequence[ViewPlan]) -> dict[str, int]:
     }
 
 
-def _drop_null_rows(table: pa.Table, view: FeatureView, report: ViewReport) -> pa.Table:
-    """Rows with a null event time or join key cannot be placed: count and drop them."""
-    if table.num_rows == 0:
-        return table
-    has_time = pc.is_valid(table[view.source.timestamp_field])
-    has_key = functools.reduce(pc.and_, [pc.is_valid(table[k]) for k in view.join_key_names])
-    keep = pc.and_(has_time, has_key)
-    timed = pc.sum(has_time).as_py() or 0
-    kept = pc.sum(keep).as_py() or 0
-    report.rows_skipped_null_timestamp += table.num_rows - timed
-    report.rows_skipped_null_key += timed - kept
-    return table.filter(keep)
-
-
 def _encode(
     table: pa.Table, view: FeatureView, codec: RowCodec, end: int, report: ViewReport
 ) -> list[tuple[bytes, bytes]]:
-    source = view.source
-    latest = table.take(
-        latest_per_key(
-            table,
-            view.join_key_names,
-            at_micros=end,
-            event_timestamp=source.timestamp_field,
-            created_timestamp=source.created_timestamp_field,
-            ttl_micros=view.ttl_micros,
-        )
-    )
-    report.rows_superseded += table.num_rows - latest.num_rows
-    keys = encode_key_columns([latest[k] for k in view.join_key_names])
-    rows = codec.encode_table(latest, source.timestamp_field, source.created_timestamp_field)
-    return list(zip(keys, rows, strict=True))
+    batch = ingest_rows(table, view, codec, as_of_micros=end, use_ttl=True)
+    report.rows_skipped_null_timestamp += batch.null_timestamp
+    report.rows_skipped_null_key += batch.null_key
+    report.rows_superseded += batch.superseded
+    return batch.rows
 
 
 class _Writer:
@@ -219,6 +191,8 @@ class _Writer:
         self.tasks: set[asyncio.Task[WriteResult]] = set()
 
     async def submit(self, rows: list[tuple[bytes, bytes]]) -> None:
+        if not rows:  # a batch whose every row had a null key or event time
+            return
         while len(self.tasks) >= self.limit:
             await self._wait(asyncio.FIRST_COMPLETED)
         self.report.batches += 1

@@ -1,19 +1,28 @@
-"""The Ferry gRPC server: ServingService over an online store, with health and reflection."""
+"""The Ferry gRPC server: the serving flow (``ferry.server.serving``), the registry flow
+(``ferry.server.registry``) and the process that runs them (app, workers, health, errors,
+interceptor). ``FerryServer`` takes its parts opened; ``ferry.cli.compose`` opens them."""
 
-from ferry.server.app import DEFAULT_PORT, FerryServer, RegistryConfig, ServerConfig, run, serve
-from ferry.server.catalog import Catalog, FeaturePlan
-from ferry.server.service import Limits, ServingService
+from ferry.server.app import (
+    DEFAULT_PORT,
+    FerryServer,
+    ServedFeatures,
+    ServedRegistry,
+    ServerBuilder,
+    ServerConfig,
+    run,
+    serve,
+)
+from ferry.server.serving import Limits
 from ferry.server.workers import run_workers
 
 __all__ = [
     "DEFAULT_PORT",
-    "Catalog",
-    "FeaturePlan",
     "FerryServer",
     "Limits",
-    "RegistryConfig",
+    "ServedFeatures",
+    "ServedRegistry",
+    "ServerBuilder",
     "ServerConfig",
-    "ServingService",
     "run",
     "run_workers",
     "serve",

@@ -1,34 +1,31 @@
-"""Request errors raised by the server, and the one place exceptions become gRPC statuses.
+"""The errors the server raises, beside core's, and the gRPC code each one maps to.
 
-Every failure reaches the client as a ``google.rpc.Status`` with one ``ErrorInfo``
-(``domain="ferry"``, an UPPER_SNAKE ``reason`` and ``metadata`` holding each value the
-message quotes). Codes:
+This is the server's one error home: the serving flow, the registry flow and the process
+raise these (or core's), and ``ferry.server.interceptor`` turns them into statuses with
+``STATUS_CODES``, the one table. The whole tree, with its codes:
 
-    UnknownFeatureServiceError, UnknownFeatureViewError,
-    UnknownModelError                                     NOT_FOUND
-    UnknownFeatureError, InvalidValueError,
-    InvalidRequestError                                   INVALID_ARGUMENT
-    MissingBindingError                                   FAILED_PRECONDITION
-    StoreUnavailableError, RegistryUnavailableError       UNAVAILABLE
-    DeadlineError                                         DEADLINE_EXCEEDED
-    NotImplementedYetError                                UNIMPLEMENTED
-    anything else                                         INTERNAL, generic message; the
-                                                          traceback goes to the log only
+    FerryError (ferry.core.errors)
+    ├── UnknownReferenceError
+    │   ├── UnknownFeatureServiceError           NOT_FOUND
+    │   ├── UnknownFeatureViewError              NOT_FOUND
+    │   └── UnknownFeatureError                  INVALID_ARGUMENT (an argument, not a resource)
+    ├── InvalidValueError                        INVALID_ARGUMENT
+    ├── StoreError
+    │   └── StoreUnavailableError                UNAVAILABLE
+    ├── InvalidRequestError       (here)         INVALID_ARGUMENT
+    ├── DeadlineError             (here)         DEADLINE_EXCEEDED
+    ├── NotImplementedYetError    (here)         UNIMPLEMENTED
+    └── RegistryError             (here)
+        ├── UnknownModelError                    NOT_FOUND
+        ├── RegistryUnavailableError             UNAVAILABLE
+        └── MissingBindingError                  FAILED_PRECONDITION
+    anything else                                INTERNAL, generic message; the traceback
+                                                 goes to the log only
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 import grpc
-import grpc.aio
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from ferry.core.errors import (
     FerryError,
@@ -38,14 +35,6 @@ from ferry.core.errors import (
     UnknownFeatureServiceError,
     UnknownFeatureViewError,
 )
-from ferry.server.model_registry import (
-    MissingBindingError,
-    RegistryUnavailableError,
-    UnknownModelError,
-)
-
-log = logging.getLogger("ferry.server")
-DOMAIN = "ferry"
 
 
 class InvalidRequestError(FerryError):
@@ -61,152 +50,54 @@ class DeadlineError(FerryError):
 
 
 class NotImplementedYetError(FerryError):
-    """An RPC of the contract that this server does not serve yet."""
+    """An RPC of the contract that this server does not serve (e.g. no registry)."""
 
     reason = "NOT_IMPLEMENTED"
 
 
-_CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
+class RegistryError(FerryError):
+    """The model registry could not answer as asked."""
+
+    reason = "REGISTRY_FAILED"
+
+
+class UnknownModelError(RegistryError):
+    """No such registered model, alias, stage or version."""
+
+    reason = "UNKNOWN_MODEL"
+
+
+class RegistryUnavailableError(RegistryError):
+    """The model registry cannot be reached and nothing is known of the model yet."""
+
+    reason = "REGISTRY_UNAVAILABLE"
+
+
+class MissingBindingError(RegistryError):
+    """A model version without the tag naming its feature service."""
+
+    reason = "MODEL_WITHOUT_FEATURE_SERVICE"
+
+
+STATUS_CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
+    # Most specific first: the first class an error is an instance of decides its code.
     (UnknownFeatureServiceError, grpc.StatusCode.NOT_FOUND),
     (UnknownFeatureViewError, grpc.StatusCode.NOT_FOUND),
-    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
-    (MissingBindingError, grpc.StatusCode.FAILED_PRECONDITION),
-    (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (UnknownFeatureError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NotImplementedYetError, grpc.StatusCode.UNIMPLEMENTED),
+    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
+    (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (MissingBindingError, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 
 def status_code_of(error: FerryError) -> grpc.StatusCode:
-    """The gRPC code a Ferry error maps to."""
-    for kind, code in _CODES:
+    """The gRPC code a Ferry error maps to (INTERNAL for any error not in the table)."""
+    for kind, code in STATUS_CODES:
         if isinstance(error, kind):
             return code
     return grpc.StatusCode.INTERNAL
-
-
-def to_status(
-    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
-) -> grpc.Status:
-    """A rich status: google.rpc.Status with one ErrorInfo."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))
-    proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[info])
-    return rpc_status.to_status(proto)
-
-
-Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-StreamHandler = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
-
-
-def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
-    """Wrap a unary handler so every exception leaves as a status, never a traceback."""
-
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await behaviour(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as err:
-            await _abort(method, err, context, on_store_down)
-
-    return guarded
-
-
-def guard_stream(
-    method: str, behaviour: StreamHandler, on_store_down: Callable[[], None]
-) -> StreamHandler:
-    """``guard`` for streaming handlers (the first argument is the request, or the stream
-    of requests)."""
-
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            async for message in behaviour(request, context):
-                yield message
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as err:
-            await _abort(method, err, context, on_store_down)
-
-    return guarded
-
-
-async def _abort(
-    method: str,
-    err: Exception,
-    context: grpc.aio.ServicerContext,
-    on_store_down: Callable[[], None],
-) -> None:
-    if not isinstance(err, FerryError):
-        log.exception("%s failed", method)
-        await _abort_internal(context)
-        return
-    code = status_code_of(err)
-    if code is grpc.StatusCode.INTERNAL:
-        log.exception("%s failed", method)
-        await _abort_internal(context)
-    if isinstance(err, StoreUnavailableError):
-        on_store_down()
-    log.debug("%s: %s: %s", method, code.name, err)
-    await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
-
-
-async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
-    incident = uuid.uuid4().hex[:12]
-    log.error("incident %s: see the traceback above", incident)
-    await context.abort_with_status(
-        to_status(
-            grpc.StatusCode.INTERNAL,
-            f"internal error (incident {incident}); the server log has the details",
-            "INTERNAL",
-            {"incident": incident},
-        )
-    )
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
-    once per method."""
-
-    def __init__(self, on_store_down: Callable[[], None]) -> None:
-        self._on_store_down = on_store_down
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                guard(method, handler.unary_unary, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.unary_stream is not None:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                guard_stream(method, handler.unary_stream, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.stream_stream is not None:
-            wrapped = grpc.stream_stream_rpc_method_handler(
-                guard_stream(method, handler.stream_stream, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        else:
-            return handler
-        self._handlers[method] = wrapped
-        return wrapped

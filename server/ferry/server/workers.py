@@ -19,21 +19,22 @@ from contextlib import contextmanager
 from types import FrameType
 
 from ferry.core.errors import FerryError
-from ferry.server.app import ServerConfig, run
+from ferry.server.app import ServerBuilder, ServerConfig, run
 
 
-def run_workers(config: ServerConfig, workers: int) -> int:
-    """Run ``workers`` server processes; returns when all have exited."""
+def run_workers(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
+    """Run ``workers`` server processes, each built by ``build``; returns when all have
+    exited."""
     if workers <= 1:
-        return run(config)
+        return run(build, config)
     with _reserved_port(config.host, config.port) as port:
-        return _supervise(dataclasses.replace(config, port=port), workers)
+        return _supervise(build, dataclasses.replace(config, port=port), workers)
 
 
-def _supervise(config: ServerConfig, workers: int) -> int:
+def _supervise(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(config,), name=f"ferry-worker-{i}")
+        context.Process(target=_worker, args=(build, config), name=f"ferry-worker-{i}")
         for i in range(workers)
     ]
 
@@ -61,10 +62,10 @@ def _supervise(config: ServerConfig, workers: int) -> int:
     return next((code for code in failed if code > 0), 1) if failed else 0
 
 
-def _worker(config: ServerConfig) -> None:
+def _worker(build: ServerBuilder, config: ServerConfig) -> None:
     """One worker process: its errors are one line on stderr and exit code 1, as the CLI's."""
     try:
-        code = run(config)
+        code = run(build, config)
     except FerryError as err:
         print(f"ferry serve: error: {err}", file=sys.stderr)
         code = 1

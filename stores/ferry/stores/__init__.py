@@ -9,6 +9,7 @@ from ferry.stores.base import (
     is_newer,
     storage_key,
 )
+from ferry.stores.offline import open_source
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
 from ferry.stores.sqlite import SqliteOnlineStore
 from ferry.stores.urls import open_online_store
@@ -24,5 +25,6 @@ __all__ = [
     "expires_at_ms",
     "is_newer",
     "open_online_store",
+    "open_source",
     "storage_key",
 ]

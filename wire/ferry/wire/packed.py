@@ -67,16 +67,19 @@ def _key(number: int, wire_type: int) -> bytes:
     return varint((number << 3) | wire_type)
 
 
-def _number(descriptor: Any, name: str) -> int:
+def field_number(descriptor: Any, name: str) -> int:
+    """The number of field ``name`` of a message descriptor."""
     return int(descriptor.fields_by_name[name].number)
 
 
-_NAME = _key(_number(_FEATURE_COLUMN, "name"), _LEN)
-_TYPE = _key(_number(_FEATURE_COLUMN, "type"), _VARINT)
-_VALUES = _key(_number(_FEATURE_COLUMN, "values"), _LEN)
-_STATUSES = _key(_number(_FEATURE_COLUMN, "statuses"), _LEN)
-_TIMESTAMPS = _key(_number(_FEATURE_COLUMN, "event_timestamp_micros"), _LEN)
-_COLUMN_MEMBER = {kind: _key(_number(_COLUMN, field), _LEN) for kind, field in FIELD_OF.items()}
+_NAME = _key(field_number(_FEATURE_COLUMN, "name"), _LEN)
+_TYPE = _key(field_number(_FEATURE_COLUMN, "type"), _VARINT)
+_VALUES = _key(field_number(_FEATURE_COLUMN, "values"), _LEN)
+_STATUSES = _key(field_number(_FEATURE_COLUMN, "statuses"), _LEN)
+_TIMESTAMPS = _key(field_number(_FEATURE_COLUMN, "event_timestamp_micros"), _LEN)
+_COLUMN_MEMBER = {
+    kind: _key(field_number(_COLUMN, field), _LEN) for kind, field in FIELD_OF.items()
+}
 # Inside every *Values message: the values (or micros) are field 1, list lengths field 2.
 _ELEMENTS = _key(1, _LEN)
 _LENGTHS = _key(2, _LEN)

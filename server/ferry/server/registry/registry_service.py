@@ -8,7 +8,12 @@ import grpc.aio
 
 from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry.server.errors import InvalidRequestError
-from ferry.server.model_registry import ModelRegistry, ModelVersionInfo, Resolution, Selector
+from ferry.server.registry.model_registry import (
+    ModelRegistry,
+    ModelVersionInfo,
+    Resolution,
+    Selector,
+)
 
 
 def selector_of(name: str, selector: registry_pb2.ModelSelector, has_selector: bool) -> Selector:
@@ -74,3 +79,11 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
             yield registry_pb2.WatchModelVersionResponse(
                 model_version=version_message(found.version), stale=found.stale
             )
+
+
+REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+
+
+def add_to_server(registry: ModelRegistry, server: grpc.aio.Server) -> None:
+    """Register RegistryService over ``registry``."""
+    registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(registry), server)

@@ -1,56 +1,37 @@
-"""ServingService: a thin servicer over the catalog, the entity parser and the store."""
+"""ServingService: a thin servicer (parse, call, frame) over the catalog, the entity
+parser, the reads and the store; the response framing is ``ferry.wire.responses``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc.aio
 
 from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import FerryError, StoreUnavailableError
-from ferry.server.batcher import NaturalBatcher, Reader
-from ferry.server.catalog import Catalog, FeaturePlan
-from ferry.server.entities import parse_entities
+from ferry.core.model_binding import FEATURE_SERVICE_TAG
 from ferry.server.errors import (
     DeadlineError,
     InvalidRequestError,
+    MissingBindingError,
     NotImplementedYetError,
     status_code_of,
 )
-from ferry.server.lookup import read_features
-from ferry.server.model_registry import FEATURE_SERVICE_TAG, MissingBindingError, ModelRegistry
-from ferry.server.push import push_rows
-from ferry.server.registry_service import selector_of, version_message
+from ferry.server.registry import ModelRegistry, selector_of, version_message
+from ferry.server.serving.batcher import NaturalBatcher, Reader
+from ferry.server.serving.catalog import Catalog, FeaturePlan
+from ferry.server.serving.entities import parse_entities
+from ferry.server.serving.push import push_rows
+from ferry.server.serving.reads import read_features
 from ferry.stores.base import OnlineStore
-from ferry.wire import packed
-from ferry.wire.columns import column_length
+from ferry.wire import responses
 
 _T = TypeVar("_T")
-
-
-def _field_number(message: Any, name: str) -> int:
-    return int(message.DESCRIPTOR.fields_by_name[name].number)
-
-
-_ONLINE_FEATURES = _field_number(serving_pb2.GetOnlineFeaturesResponse, "features")
-_ONLINE_ROW_COUNT = _field_number(serving_pb2.GetOnlineFeaturesResponse, "row_count")
-_MODEL_VERSION = _field_number(serving_pb2.GetModelFeaturesResponse, "model_version")
-_MODEL_FEATURES = _field_number(serving_pb2.GetModelFeaturesResponse, "features")
-_MODEL_ROW_COUNT = _field_number(serving_pb2.GetModelFeaturesResponse, "row_count")
-_STREAM_FEATURES = _field_number(serving_pb2.StreamOnlineFeaturesResponse, "features")
-_STREAM_ERROR = _field_number(serving_pb2.StreamOnlineFeaturesResponse, "error")
 SERVING_SERVICE = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name
-
-
-def _online_response(rows: int, columns: list[bytes]) -> bytes:
-    """An encoded GetOnlineFeaturesResponse."""
-    return packed.repeated_message(_ONLINE_FEATURES, columns) + packed.int_field(
-        _ONLINE_ROW_COUNT, rows
-    )
 
 
 def add_to_server(service: ServingService, server: grpc.aio.Server) -> None:
@@ -129,7 +110,7 @@ class ServingService:
     ) -> bytes:
         """The encoded GetOnlineFeaturesResponse (see ``add_to_server``)."""
         rows, columns = await self._features(self._plan(request), request.entities, context)
-        return _online_response(rows, columns)
+        return responses.online_features_response(rows, columns)
 
     async def StreamOnlineFeatures(  # noqa: N802
         self,
@@ -158,9 +139,9 @@ class ServingService:
                     reason=err.reason,
                     metadata=err.metadata,
                 )
-                yield packed.message_field(_STREAM_ERROR, failure.SerializeToString())
+                yield responses.stream_error_response(failure)
                 continue
-            yield packed.message_field(_STREAM_FEATURES, _online_response(rows, columns))
+            yield responses.stream_features_response(rows, columns)
 
     async def GetModelFeatures(  # noqa: N802
         self, request: serving_pb2.GetModelFeaturesRequest, context: grpc.aio.ServicerContext
@@ -183,11 +164,7 @@ class ServingService:
         plan = self._catalog().plan_for_service(service)
         rows, columns = await self._features(plan, request.entities, context)
         version = version_message(found.version).SerializeToString()
-        return (
-            packed.message_field(_MODEL_VERSION, version)
-            + packed.repeated_message(_MODEL_FEATURES, columns)
-            + packed.int_field(_MODEL_ROW_COUNT, rows)
-        )
+        return responses.model_features_response(version, rows, columns)
 
     async def PushFeatures(  # noqa: N802
         self, request: serving_pb2.PushFeaturesRequest, context: grpc.aio.ServicerContext
@@ -196,13 +173,13 @@ class ServingService:
         if not request.view:
             raise InvalidRequestError("a push needs a view", reason="MISSING_VIEW")
         view = catalog.repo.view(request.view)
-        rows = push_rows(request, view, catalog.codecs[view.name], self._limits.max_entity_rows)
-        result = await self._bounded(context, self._store.write(catalog.tables[view.name], rows))
+        batch = push_rows(request, view, catalog.codecs[view.name], self._limits.max_entity_rows)
+        table = catalog.tables[view.name]
+        result = await self._bounded(context, self._store.write(table, batch.rows))
         # Rows that lost to a newer row of the same key within the push count as skipped.
-        received = column_length(request.columns[view.source.timestamp_field])
         return serving_pb2.PushFeaturesResponse(
             rows_written=result.written,
-            rows_skipped_not_newer=result.skipped_not_newer + received - len(rows),
+            rows_skipped_not_newer=result.skipped_not_newer + batch.superseded,
         )
 
     async def _features(

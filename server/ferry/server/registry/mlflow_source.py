@@ -10,12 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ferry.server.model_registry import (
-    ModelSnapshot,
-    ModelVersionInfo,
-    RegistryUnavailableError,
-    UnknownModelError,
-)
+from ferry.server.errors import RegistryUnavailableError, UnknownModelError
+from ferry.server.registry.model_registry import ModelSnapshot, ModelVersionInfo
 
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from ferry.api.types.v1 import types_pb2
 from ferry.core.keys import KeyValue, encode_int_keys, encode_key, encode_str_keys
 from ferry.core.types import ValueType
-from ferry.server.catalog import FeaturePlan, ViewSlot
 from ferry.server.errors import InvalidRequestError
+from ferry.server.serving.catalog import FeaturePlan, ViewSlot
 from ferry.wire.columns import column_type, column_values
 
 _INTEGER_KEYS = {ValueType.INT64, ValueType.INT32}

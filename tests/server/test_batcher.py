@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ferry.server.batcher import NaturalBatcher
+from ferry.server.serving import NaturalBatcher
 from ferry.stores.base import ReadRequest, ViewTable
 
 USERS = ViewTable("p", "users")

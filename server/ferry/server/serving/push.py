@@ -9,13 +9,16 @@ narrow between integer and floating types when every value fits (so clients that
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import pyarrow as pa
 
 from ferry.api.serving.v1 import serving_pb2
 from ferry.core.codec import RowCodec
 from ferry.core.errors import InvalidValueError
-from ferry.core.keys import encode_key
+from ferry.core.ingest import NEWEST, IngestBatch, ingest_rows
 from ferry.core.repo import FeatureView
 from ferry.core.types import ValueType
 from ferry.server.errors import InvalidRequestError
@@ -24,12 +27,14 @@ from ferry.wire.columns import column_length, column_type, column_values
 _INTS = {ValueType.INT64, ValueType.INT32}
 _NUMBERS = {ValueType.INT64, ValueType.INT32, ValueType.DOUBLE, ValueType.FLOAT}
 _INT_RANGE = {ValueType.INT64: 1 << 63, ValueType.INT32: 1 << 31}
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def push_rows(
     request: serving_pb2.PushFeaturesRequest, view: FeatureView, codec: RowCodec, max_rows: int
-) -> list[tuple[bytes, bytes]]:
-    """Encoded (key, row) pairs of a push, one per distinct key (the newest of duplicates).
+) -> IngestBatch:
+    """The push through the one ingest path: one row per distinct key, the newest of
+    duplicates (``superseded`` counts the others).
 
     Raises:
         InvalidRequestError: unknown, missing, mistyped or ragged columns, bad null indexes,
@@ -94,7 +99,7 @@ def push_rows(
                 )
             values[index] = None
         columns[name] = values
-    return _encode(view, codec, columns, rows)
+    return ingest_rows(_table(view, columns, rows), view, codec, as_of_micros=NEWEST, use_ttl=False)
 
 
 def _typed_values(
@@ -136,25 +141,28 @@ def _convert_number(name: str, kind: ValueType, value: Any) -> Any:
                 value=number,
             )
         return number
-    return float(value)
+    real = float(value)
+    if kind is ValueType.FLOAT and math.isfinite(real) and abs(real) > _FLOAT32_MAX:
+        # Arrow would store it as inf; the codec rejects it as the source path does.
+        raise InvalidValueError(
+            f"column {name!r} is float; {real!r} does not fit", column=name, value=real
+        )
+    return real
 
 
-def _encode(
-    view: FeatureView, codec: RowCodec, columns: Mapping[str, list[Any]], rows: int
-) -> list[tuple[bytes, bytes]]:
+def _table(view: FeatureView, columns: Mapping[str, list[Any]], rows: int) -> pa.Table:
+    """The push as an Arrow table of the view's columns (left-out features all null)."""
     source = view.source
-    events = columns[source.timestamp_field]
-    created = columns.get(source.created_timestamp_field or "", [None] * rows)
-    features = [columns.get(f.name, [None] * rows) for f in view.features]
-    keys = [columns[k] for k in view.join_key_names]
-    newest: dict[bytes, tuple[tuple[int, int], bytes]] = {}
-    for i in range(rows):
-        key = encode_key([k[i] for k in keys])
-        try:
-            row = codec.encode(events[i], created[i], [f[i] for f in features])
-        except InvalidValueError as err:
-            raise InvalidValueError(f"row {i}: {err}", row=i, **err.metadata) from err
-        order = (events[i], created[i] if created[i] is not None else -(1 << 63))
-        if key not in newest or order >= newest[key][0]:
-            newest[key] = (order, row)
-    return [(key, row) for key, (_, row) in newest.items()]
+    arrays: dict[str, pa.Array] = {}
+    for key in view.join_keys:
+        # Keys of either integer width encode alike (``ferry.core.keys``): carry them as int64.
+        kind = pa.int64() if key.type in _INTS else key.type.arrow_type
+        arrays[key.name] = pa.array(columns[key.name], kind)
+    for name in (source.timestamp_field, source.created_timestamp_field):
+        if name:
+            arrays[name] = pa.array(columns.get(name, [None] * rows), pa.int64())
+    for feature in view.features:
+        values = columns.get(feature.name, [None] * rows)
+        kind = pa.int64() if feature.type is ValueType.TIMESTAMP else feature.type.arrow_type
+        arrays[feature.name] = pa.array(values, kind)
+    return pa.table(arrays)

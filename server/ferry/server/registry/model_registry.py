@@ -21,30 +21,10 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ferry.core.errors import FerryError
+from ferry.core.model_binding import FEATURE_SERVICE_TAG
+from ferry.server.errors import RegistryUnavailableError, UnknownModelError
 
 log = logging.getLogger("ferry.registry")
-
-
-class UnknownModelError(FerryError):
-    """No such registered model, alias, stage or version."""
-
-    reason = "UNKNOWN_MODEL"
-
-
-class RegistryUnavailableError(FerryError):
-    """The model registry cannot be reached and nothing is known of the model yet."""
-
-    reason = "REGISTRY_UNAVAILABLE"
-
-
-class MissingBindingError(FerryError):
-    """A model version without the tag naming its feature service."""
-
-    reason = "MODEL_WITHOUT_FEATURE_SERVICE"
-
-
-FEATURE_SERVICE_TAG = "ferry.feature_service"
-"""Model-version tag naming the feature service the version was trained with."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +156,12 @@ class ModelRegistry:
 
     def models(self) -> list[str]:
         return list(self._models)
+
+    async def changed(self, name: str) -> None:
+        """Someone (a webhook) says ``name`` changed: re-read it now if it is in use."""
+        if name in self._models:
+            with contextlib.suppress(FerryError):
+                await self.refresh(name)
 
     async def refresh(self, name: str, extra: int = 0) -> _Model:
         """Re-read one model now; on failure keep (and mark stale) what was known."""

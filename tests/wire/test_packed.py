@@ -16,13 +16,11 @@ from hypothesis import strategies as st
 from ferry.api.types.v1 import types_pb2
 from ferry.core import Feature, RowCodec, ValueType
 from ferry.core.repo_file import parse_repo
-from ferry.server import lookup
-from ferry.server.catalog import Catalog
-from ferry.server.lookup import read_features
+from ferry.server.serving import Catalog, read_features, reads
 from ferry.stores.base import ReadRequest
 from ferry.wire.columns import column_type, column_values
 from ferry.wire.packed import varint, varints
-from tests.unit.test_codec import VALUES
+from tests.core.test_codec import VALUES
 
 TYPES = list(ValueType)
 YAML = """
@@ -101,11 +99,11 @@ def oracle(rows: list[bytes | None], now: int) -> dict[str, tuple[list[Any], lis
 def test_columns_match_a_row_by_row_oracle(
     small_block: int, drawn: list[tuple[str, int, list[Any]]]
 ) -> None:
-    saved, lookup.SMALL_BLOCK = lookup.SMALL_BLOCK, small_block
+    saved, reads.SMALL_BLOCK = reads.SMALL_BLOCK, small_block
     try:
         check_against_oracle(drawn)
     finally:
-        lookup.SMALL_BLOCK = saved
+        reads.SMALL_BLOCK = saved
 
 
 def check_against_oracle(drawn: list[tuple[str, int, list[Any]]]) -> None:

@@ -1,0 +1,150 @@
+"""The one place exceptions become gRPC statuses: an interceptor that guards every method.
+
+Every failure reaches the client as a ``google.rpc.Status`` with one ``ErrorInfo``
+(``domain="ferry"``, an UPPER_SNAKE ``reason`` and ``metadata`` holding each value the
+message quotes); the code comes from ``ferry.server.errors.STATUS_CODES``. Anything that is
+not a Ferry error is INTERNAL with an incident id, its traceback in the log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ferry.core.errors import FerryError, StoreUnavailableError
+from ferry.server.errors import status_code_of
+
+log = logging.getLogger("ferry.server")
+DOMAIN = "ferry"
+
+
+def to_status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+) -> grpc.Status:
+    """A rich status: google.rpc.Status with one ErrorInfo."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))
+    proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[info])
+    return rpc_status.to_status(proto)
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+
+
+def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
+    """Wrap a unary handler so every exception leaves as a status, never a traceback."""
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as err:
+            await _abort(method, err, context, on_store_down)
+
+    return guarded
+
+
+def guard_stream(
+    method: str, behaviour: StreamHandler, on_store_down: Callable[[], None]
+) -> StreamHandler:
+    """``guard`` for streaming handlers (the first argument is the request, or the stream
+    of requests)."""
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for message in behaviour(request, context):
+                yield message
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as err:
+            await _abort(method, err, context, on_store_down)
+
+    return guarded
+
+
+async def _abort(
+    method: str,
+    err: Exception,
+    context: grpc.aio.ServicerContext,
+    on_store_down: Callable[[], None],
+) -> None:
+    if not isinstance(err, FerryError):
+        log.exception("%s failed", method)
+        await _abort_internal(context)
+        return
+    code = status_code_of(err)
+    if code is grpc.StatusCode.INTERNAL:
+        log.exception("%s failed", method)
+        await _abort_internal(context)
+    if isinstance(err, StoreUnavailableError):
+        on_store_down()
+    log.debug("%s: %s: %s", method, code.name, err)
+    await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
+
+
+async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
+    incident = uuid.uuid4().hex[:12]
+    log.error("incident %s: see the traceback above", incident)
+    await context.abort_with_status(
+        to_status(
+            grpc.StatusCode.INTERNAL,
+            f"internal error (incident {incident}); the server log has the details",
+            "INTERNAL",
+            {"incident": incident},
+        )
+    )
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
+    once per method."""
+
+    def __init__(self, on_store_down: Callable[[], None]) -> None:
+        self._on_store_down = on_store_down
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                guard(method, handler.unary_unary, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                guard_stream(method, handler.unary_stream, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.stream_stream is not None:
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                guard_stream(method, handler.stream_stream, self._on_store_down),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            return handler
+        self._handlers[method] = wrapped
+        return wrapped
