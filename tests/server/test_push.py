@@ -108,6 +108,20 @@ NOW = datetime.now(UTC)
         ),
         (
             "user_stats",
+            [user_row(1, NOW, 1, avg_txn_amount=1e40)],
+            InvalidArgumentError,
+            "INVALID_VALUE",
+            "column 'avg_txn_amount' is float; 1e+40 does not fit",
+        ),
+        (
+            "user_stats",
+            [user_row(1, NOW, 1, risk_embedding=[0.5, -1e39])],
+            InvalidArgumentError,
+            "INVALID_VALUE",
+            "column 'risk_embedding' is float; -1e+39 does not fit",
+        ),
+        (
+            "user_stats",
             [user_row(1, NOW, 1, txn_count_7d=2.5)],
             InvalidArgumentError,
             "INVALID_VALUE",

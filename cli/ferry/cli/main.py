@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ferry.cli import get, lookup, materialize, serve, training, validate, verify
+from ferry.cli import get, lookup, materialize, serve, training_frame, validate, verify
 from ferry.core.errors import FerryError
 
 
@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     lookup.register(commands)
     serve.register(commands)
     get.register(commands)
-    training.register(commands)
+    training_frame.register(commands)
     verify.register(commands)
     return root
 

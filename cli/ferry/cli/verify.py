@@ -10,7 +10,7 @@ import sys
 from ferry.cli.compose import open_store
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.client import FerryClient
-from ferry.client.verify import sample_keys, verify_view
+from ferry.client.skew_check import sample_keys, verify_view
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
