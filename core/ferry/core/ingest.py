@@ -59,7 +59,9 @@ def ingest_rows(
         InvalidValueError: a value does not fit its feature; the message and metadata name
             the row of ``table`` and the feature.
     """
-    usable, null_timestamp, null_key = _placeable(table, view)
+    placeable = _placeable(table, view)
+    usable = table if placeable is None else table.filter(placeable)
+    null_timestamp, null_key = _null_counts(table, view, placeable)
     source = view.source
     chosen = latest_per_key(
         usable,
@@ -78,7 +80,8 @@ def ingest_rows(
         if row is None:
             raise
         # The codec counts rows of the reduced table; name the caller's row instead.
-        original = int(_input_rows(table, view)[chosen[int(row)]])
+        kept = np.arange(table.num_rows) if placeable is None else np.flatnonzero(placeable)
+        original = int(kept[chosen[int(row)]])
         raise InvalidValueError(
             f"row {original}: {err.__cause__ or err}",
             row=original,
@@ -91,22 +94,21 @@ def ingest_rows(
     )
 
 
-def _placeable(table: pa.Table, view: FeatureView) -> tuple[pa.Table, int, int]:
-    """Rows with an event time and every join key, and the counts of the others."""
+def _placeable(table: pa.Table, view: FeatureView) -> np.ndarray | None:
+    """The mask of rows with an event time and every join key; None when that is all."""
     if table.num_rows == 0:
-        return table, 0, 0
+        return None
     has_time = pc.is_valid(table[view.source.timestamp_field])
     has_key = functools.reduce(pc.and_, [pc.is_valid(table[k]) for k in view.join_key_names])
-    keep = pc.and_(has_time, has_key)
-    timed = pc.sum(has_time).as_py() or 0
-    kept = pc.sum(keep).as_py() or 0
-    if kept == table.num_rows:
-        return table, 0, 0
-    return table.filter(keep), table.num_rows - timed, timed - kept
+    keep = np.asarray(pc.and_(has_time, has_key))
+    return None if keep.all() else keep
 
 
-def _input_rows(table: pa.Table, view: FeatureView) -> np.ndarray:
-    """For each placeable row, its index in ``table``."""
-    has_time = pc.is_valid(table[view.source.timestamp_field])
-    has_key = functools.reduce(pc.and_, [pc.is_valid(table[k]) for k in view.join_key_names])
-    return np.flatnonzero(np.asarray(pc.and_(has_time, has_key)))
+def _null_counts(
+    table: pa.Table, view: FeatureView, placeable: np.ndarray | None
+) -> tuple[int, int]:
+    """Rows left out for a null event time, and (with a time) for a null join key."""
+    if placeable is None:
+        return 0, 0
+    null_timestamp = table[view.source.timestamp_field].null_count
+    return null_timestamp, int(table.num_rows - placeable.sum()) - null_timestamp
