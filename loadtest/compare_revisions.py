@@ -31,8 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the revision to compare against (e.g. main~3)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each revision")
-    parser.add_argument("bench_args", nargs="*", help="after --: flags for serve_bench.py")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.bench_args = argv[split + 1 :]  # after --: flags for serve_bench.py
     work = Path(tempfile.mkdtemp(prefix="ferry-compare-"))
     base_tree = work / "base"
     subprocess.run(

@@ -132,3 +132,78 @@ async def test_without_retries_an_absent_server_is_unavailable_at_once() -> None
         with pytest.raises(UnavailableError) as caught:
             await client.get_online_features(entities=ENTITIES, features=["user_stats:*"])
     assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_wrong_redis_password_is_unavailable_with_its_own_reason(
+    tmp_path: Path, served_repo: FeatureRepo
+) -> None:
+    redis = start_redis(tmp_path)
+    server = None
+    try:
+        await load_store(served_repo, redis.url)
+        redis.cli("config", "set", "requirepass", "right-secret")
+        wrong = f"redis://:wrong-secret@127.0.0.1:{redis.port}/0"
+        server = await start_server(wrong, health_interval_s=0.1)
+        await wait_for_health(server.port, health_pb2.HealthCheckResponse.NOT_SERVING, 2)
+        async with AsyncFerryClient(
+            f"127.0.0.1:{server.port}", retry=RetryPolicy(attempts=1)
+        ) as client:
+            with pytest.raises(UnavailableError) as caught:
+                await client.get_online_features(entities=ENTITIES, features=["user_stats:*"])
+        assert caught.value.reason == "STORE_AUTHENTICATION_FAILED"
+        assert "WRONGPASS" in str(caught.value)
+        assert "wrong-secret" not in str(caught.value)
+    finally:
+        if server is not None:
+            await server.stop(0)
+        redis.stop()
+
+
+async def test_a_store_that_accepts_and_closes_connections(
+    tmp_path: Path, served_repo: FeatureRepo
+) -> None:
+    """Redis at maxclients accepts a connection, says so and closes it (as a proxy whose
+    backend is down does): every call is UNAVAILABLE meanwhile, never INTERNAL; health is
+    NOT_SERVING, then SERVING again within a probe interval of the end; the drain is clean."""
+    redis = start_redis(tmp_path)
+    server = None
+    holder = None
+    try:
+        await load_store(served_repo, redis.url)
+        server = await start_server(redis.url, health_interval_s=0.1)
+        async with AsyncFerryClient(
+            f"127.0.0.1:{server.port}", retry=RetryPolicy(attempts=1), timeout_s=2
+        ) as client:
+            await client.get_online_features(entities=ENTITIES, features=["user_stats:*"])
+            reader, holder = await asyncio.open_connection("127.0.0.1", redis.port)
+            # One write: drop every other client and let none back in but this one.
+            holder.write(b"CLIENT KILL TYPE normal SKIPME yes\r\nCONFIG SET maxclients 1\r\n")
+            await holder.drain()
+            await reader.readline()
+            await reader.readline()
+            codes = set()
+            for _ in range(40):
+                try:
+                    await client.get_online_features(entities=ENTITIES, features=["user_stats:*"])
+                    codes.add("OK")
+                except UnavailableError as err:
+                    codes.add(err.code.name)
+                await asyncio.sleep(0.01)
+            assert codes == {"UNAVAILABLE"}
+            await wait_for_health(server.port, health_pb2.HealthCheckResponse.NOT_SERVING, 2)
+
+            holder.write(b"CONFIG SET maxclients 10000\r\n")
+            await holder.drain()
+            await reader.readline()
+            took = await wait_for_health(server.port, health_pb2.HealthCheckResponse.SERVING, 2)
+            assert took < 0.5  # a probe interval (0.1 s) and its timeout, with slack
+            result = await client.get_online_features(entities=ENTITIES, features=["user_stats:*"])
+            assert result.row_count == 3
+        await server.stop(1)
+        server = None
+    finally:
+        if holder is not None:
+            holder.close()
+        if server is not None:
+            await server.stop(0)
+        redis.stop()

@@ -371,6 +371,23 @@ def test_a_port_in_use_is_a_clear_error(loaded_store: str, workers: str) -> None
     assert "Traceback" not in done.stderr
 
 
+def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it(
+    serving: ServerProcess, loaded_store: str
+) -> None:
+    port = serving.target.rpartition(":")[2]
+    serve = [sys.executable, "-m", "ferry.cli.main", "serve", str(SAMPLE_REPO)]
+    done = subprocess.run(
+        [*serve, "--online-store", loaded_store, "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert serving.process.poll() is None  # the first one serves on
+
+
 def test_workers_that_fail_to_start_are_a_clear_error() -> None:
     serve = [sys.executable, "-m", "ferry.cli.main", "serve", str(SAMPLE_REPO), "--port", "0"]
     done = subprocess.run(

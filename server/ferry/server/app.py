@@ -48,6 +48,9 @@ class ServerConfig:
         max_message_bytes: Largest request or response message. Default 16 MiB.
         health_interval_s: Store probe period, in seconds. Default 0.5.
         grace_s: How long in-flight calls may finish after SIGTERM, in seconds. Default 10.
+        reuse_port: Share the port with other processes (SO_REUSEPORT): only the workers of
+            one ``ferry serve --workers N`` do; otherwise a second server on a taken port
+            must fail, not silently split its traffic. Default False.
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +59,7 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     health_interval_s: float = 0.5
     grace_s: float = 10.0
+    reuse_port: bool = False
 
 
 @dataclass
@@ -108,7 +112,8 @@ class FerryServer:
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor(self._store_down)],
             options=[
-                ("grpc.so_reuseport", 1),
+                # gRPC sets SO_REUSEPORT by default on Linux: say it explicitly either way.
+                ("grpc.so_reuseport", 1 if config.reuse_port else 0),
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
             ],

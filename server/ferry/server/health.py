@@ -51,7 +51,8 @@ class StoreHealth:
         """Report NOT_SERVING for good: the server is shutting down."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A probe loop that died must not stop the drain.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self.servicer.enter_graceful_shutdown()
 
@@ -69,6 +70,11 @@ class StoreHealth:
             await asyncio.wait_for(self.store.ping(), max(self.interval_s, 0.2))
         except (FerryError, TimeoutError) as err:
             await self._publish(False, str(err) or "ping timed out")
+        except Exception as err:
+            # Whatever a store raises, the probe goes on: a dead probe would leave the
+            # server NOT_SERVING for good after the store recovers.
+            log.exception("health: the store's ping raised an unexpected error")
+            await self._publish(False, f"unexpected {type(err).__name__}: {err}")
         else:
             await self._publish(True, "the online store answers")
 

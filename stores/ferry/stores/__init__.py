@@ -11,6 +11,7 @@ from ferry.stores.base import (
 )
 from ferry.stores.offline import open_source
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
+from ferry.stores.resp import StoreAuthenticationError
 from ferry.stores.sqlite import SqliteOnlineStore
 from ferry.stores.urls import open_online_store
 
@@ -20,6 +21,7 @@ __all__ = [
     "RedisConfig",
     "RedisOnlineStore",
     "SqliteOnlineStore",
+    "StoreAuthenticationError",
     "ViewTable",
     "WriteResult",
     "expires_at_ms",

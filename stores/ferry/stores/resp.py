@@ -30,6 +30,29 @@ import hiredis
 from ferry.core.errors import StoreError, StoreUnavailableError
 
 
+class StoreAuthenticationError(StoreUnavailableError):
+    """Redis refused the credentials (or the database) of the store URL: a configuration
+    error, reported as unavailable (nothing is served) with a reason of its own."""
+
+    reason = "STORE_AUTHENTICATION_FAILED"
+
+
+_UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
+
+
+def reply_error(where: str, reply: str) -> StoreError:
+    """The error a Redis error reply stands for: the server's state (loading, busy, at
+    maxclients: unavailable, retry later), the credentials (authentication), or the
+    command itself (a plain store error)."""
+    message = f"{where} failed: {reply}"
+    if reply.startswith(_AUTH_REPLIES):
+        return StoreAuthenticationError(message)
+    if reply.startswith(_UNAVAILABLE_REPLIES) or "max number of clients" in reply:
+        return StoreUnavailableError(message)
+    return StoreError(message)
+
+
 class _Protocol(asyncio.Protocol):
     """Matches replies to outstanding commands, in order."""
 
@@ -55,7 +78,7 @@ class _Protocol(asyncio.Protocol):
             if waiter.done():  # its caller gave up waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                waiter.set_exception(StoreError(f"{self._where} failed: {reply}"))
+                waiter.set_exception(reply_error(self._where, str(reply)))
             else:
                 waiter.set_result(reply)
 
@@ -132,14 +155,25 @@ class RespConnection:
     def _enqueue(
         self, protocol: _Protocol, payload: bytes, count: int
     ) -> list[asyncio.Future[Any]]:
+        transport = protocol.transport
+        # A server that accepts and closes at once (maxclients, a proxy without a backend)
+        # leaves a closed transport behind: writing to it raises, in uvloop a RuntimeError.
+        if protocol.lost or transport is None or transport.is_closing():
+            protocol.lost = True
+            raise StoreUnavailableError(f"{self._where} closed the connection")
         now = time.monotonic()
         waiters = protocol.waiters
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(count)]
         for future in futures:
             waiters.append((future, now))
-        assert protocol.transport is not None
-        protocol.transport.write(payload)
+        try:
+            transport.write(payload)
+        except (RuntimeError, OSError) as err:
+            for future in futures:  # this caller hears of it by the raise below
+                future.cancel()
+            self._abandon(protocol, f"write failed: {err}")
+            raise StoreUnavailableError(f"{self._where}: write failed: {err}") from err
         if protocol.watchdog is None:
             self._arm(protocol)
         return futures
@@ -180,10 +214,17 @@ class RespConnection:
                 await asyncio.wait_for(
                     self._send(protocol, _pack(command)), self._connect_timeout_s
                 )
-        except (StoreError, TimeoutError) as err:
+        except StoreUnavailableError:
             self._abandon(protocol, "setup failed")
-            if isinstance(err, StoreError):
-                raise
+            raise
+        except StoreError as err:  # Redis refused AUTH or SELECT
+            self._abandon(protocol, "setup failed")
+            raise StoreAuthenticationError(
+                f"{self._where} refused the URL's credentials or database: "
+                f"{str(err).removeprefix(f'{self._where} failed: ')}"
+            ) from err
+        except TimeoutError as err:
+            self._abandon(protocol, "setup failed")
             raise StoreUnavailableError(f"{self._where} did not answer AUTH/SELECT") from err
         self._protocol = protocol
         return protocol
