@@ -156,3 +156,22 @@ async def test_a_message_over_the_size_limit(loaded_store: str) -> None:
         assert caught.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize(("values", "lengths"), [([1.0, 2.0, 3.0], [1]), ([1.0], [5]), ([], [1])])
+async def test_a_pushed_list_whose_lengths_and_values_disagree(
+    server: FerryServer, values: list[float], lengths: list[int]
+) -> None:
+    request = serving_pb2.PushFeaturesRequest(view="user_stats")
+    request.columns["user_id"].int64_values.values.append(987_654)
+    request.columns["event_timestamp"].timestamp_values.micros.append(1_700_000_000_000_000)
+    embedding = request.columns["risk_embedding"].float_list_values
+    embedding.values.extend(values)
+    embedding.lengths.extend(lengths)
+    error = await raw_call(server, "PushFeatures", request)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "RAGGED_LIST_COLUMN")
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        stored = await client.get_online_features(
+            entities={"user_id": [987_654]}, features=["user_stats:risk_embedding"]
+        )
+    assert stored["user_stats:risk_embedding"].statuses == ["NOT_FOUND"]  # nothing written

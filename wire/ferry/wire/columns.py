@@ -13,6 +13,7 @@ from itertools import accumulate
 from typing import Any
 
 from ferry.api.types.v1 import types_pb2
+from ferry.core.errors import InvalidValueError
 from ferry.core.types import ValueType
 
 FIELD_OF: dict[ValueType, str] = {
@@ -69,7 +70,11 @@ def column_type(column: types_pb2.Column) -> ValueType | None:
 
 
 def column_values(column: types_pb2.Column) -> list[Any]:
-    """The Python values of a column, one per row (lists for list types)."""
+    """The Python values of a column, one per row (lists for list types).
+
+    Raises:
+        InvalidValueError: a list column whose lengths do not add up to its values.
+    """
     kind = column_type(column)
     if kind is None:
         return []
@@ -80,6 +85,16 @@ def column_values(column: types_pb2.Column) -> list[Any]:
         return list(source.values)
     flat = list(source.values)
     ends = list(accumulate(source.lengths))
+    if (ends[-1] if ends else 0) != len(flat):
+        # Row i holds the next lengths[i] values: any other total is a malformed column,
+        # which slicing would silently truncate or pad.
+        raise InvalidValueError(
+            f"a {kind.value} column's lengths add up to {ends[-1] if ends else 0}, but it "
+            f"holds {len(flat)} values",
+            reason="RAGGED_LIST_COLUMN",
+            lengths_total=ends[-1] if ends else 0,
+            values=len(flat),
+        )
     starts = [0, *ends[:-1]]
     return [flat[a:b] for a, b in zip(starts, ends, strict=True)]
 
