@@ -175,3 +175,25 @@ async def test_a_pushed_list_whose_lengths_and_values_disagree(
             entities={"user_id": [987_654]}, features=["user_stats:risk_embedding"]
         )
     assert stored["user_stats:risk_embedding"].statuses == ["NOT_FOUND"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["GetOnlineFeatures", "PushFeatures", "GetModelFeatures", "StreamOnlineFeatures"],
+)
+async def test_garbage_bytes_are_invalid_argument_without_a_traceback(
+    server: FerryServer, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = f"/ferry.api.serving.v1.ServingService/{method}"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if method == "StreamOnlineFeatures":
+                call = channel.stream_stream(path)(iter([b"\xff\xff\xff\xff"]), timeout=5)
+                async for _ in call:
+                    pass
+            else:
+                await channel.unary_unary(path)(b"\xff\xff\xff\xff", timeout=5)
+    error = from_rpc_error(caught.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_REQUEST")
+    assert "Request" in str(error)  # names the message it expected
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]

@@ -21,7 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ferry.core.errors import FerryError, StoreUnavailableError
-from ferry.server.errors import status_code_of
+from ferry.server.errors import InvalidRequestError, status_code_of
 
 log = logging.getLogger("ferry.server")
 DOMAIN = "ferry"
@@ -41,11 +41,52 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not its message: the handler's guard turns
+    it into INVALID_ARGUMENT (gRPC itself would answer UNKNOWN with the exception's class)."""
+
+    def __init__(self, message_type: str, error: Exception) -> None:
+        self.message_type = message_type
+        self.error = error
+
+    def raise_error(self) -> None:
+        raise InvalidRequestError(
+            f"the request is not a valid {self.message_type}: it does not decode",
+            reason="UNDECODABLE_REQUEST",
+            message_type=self.message_type,
+        )
+
+
+def lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A request deserializer that never raises (see ``_Undecodable``)."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    name = getattr(owner, "__name__", "request message")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as err:
+            return _Undecodable(name, err)
+
+    return parse
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            request.raise_error()
+        yield request
+
+
 def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
     """Wrap a unary handler so every exception leaves as a status, never a traceback."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if isinstance(request, _Undecodable):
+                request.raise_error()
             return await behaviour(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -63,6 +104,10 @@ def guard_stream(
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            if isinstance(request, _Undecodable):
+                request.raise_error()
+            if hasattr(request, "__aiter__"):  # a stream of requests: check each one
+                request = _checked(request)
             async for message in behaviour(request, context):
                 yield message
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -129,19 +174,19 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 guard(method, handler.unary_unary, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 guard_stream(method, handler.unary_stream, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.stream_stream is not None:
             wrapped = grpc.stream_stream_rpc_method_handler(
                 guard_stream(method, handler.stream_stream, self._on_store_down),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         else:
