@@ -185,14 +185,18 @@ async def test_garbage_bytes_are_invalid_argument_without_a_traceback(
     server: FerryServer, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = f"/ferry.api.serving.v1.ServingService/{method}"
+    garbage = b"\xff\xff\xff\xff"
+
+    async def send(channel: grpc.aio.Channel) -> None:
+        if method != "StreamOnlineFeatures":
+            await channel.unary_unary(path)(garbage, timeout=5)
+            return
+        async for _ in channel.stream_stream(path)(iter([garbage]), timeout=5):
+            pass
+
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            if method == "StreamOnlineFeatures":
-                call = channel.stream_stream(path)(iter([b"\xff\xff\xff\xff"]), timeout=5)
-                async for _ in call:
-                    pass
-            else:
-                await channel.unary_unary(path)(b"\xff\xff\xff\xff", timeout=5)
+            await send(channel)
     error = from_rpc_error(caught.value)
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_REQUEST")
     assert "Request" in str(error)  # names the message it expected

@@ -28,9 +28,7 @@ def run_workers(build: ServerBuilder, config: ServerConfig, workers: int) -> int
     if workers <= 1:
         return run(build, config)
     with _reserved_port(config.host, config.port) as port:
-        return _supervise(
-            build, dataclasses.replace(config, port=port, reuse_port=True), workers
-        )
+        return _supervise(build, dataclasses.replace(config, port=port, reuse_port=True), workers)
 
 
 def _supervise(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
