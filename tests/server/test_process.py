@@ -25,7 +25,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ferry.client import AsyncFerryClient, FerryClient, NotFoundError
 from ferry.core import FeatureRepo, load_repo
 from tests.e2e.fraud import SAMPLE_REPO
-from tests.services import RedisServer
+from tests.server.conftest import materialize_into
+from tests.services import RedisServer, start_redis
 
 
 @dataclass
@@ -400,3 +401,43 @@ def test_workers_that_fail_to_start_are_a_clear_error() -> None:
     assert done.stdout == ""
     assert "unsupported scheme 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_store_password_never_reaches_the_log(tmp_path: Path, served_repo: FeatureRepo) -> None:
+    redis = start_redis(tmp_path)
+    try:
+        materialize_into(served_repo, redis.url)
+        redis.cli("config", "set", "requirepass", "pw-for-this-test")
+        url = f"redis://ferry:pw-for-this-test@127.0.0.1:{redis.port}/0"
+        redis.cli(
+            "-a",
+            "pw-for-this-test",
+            "acl",
+            "setuser",
+            "ferry",
+            "on",
+            ">pw-for-this-test",
+            "~*",
+            "+@all",
+        )
+        repo_file = tmp_path / "repo.yaml"
+        shutil.copy(SAMPLE_REPO, repo_file)
+        log = tmp_path / "serve.log"
+        server = start_serve(repo_file, url, log)
+        try:
+            with FerryClient(server.target, timeout_s=5) as client:
+                result = client.get_online_features(
+                    entities={"user_id": [1]}, features=["user_stats:*"]
+                )
+            assert result.row_count == 1
+            server.process.send_signal(signal.SIGHUP)  # the reload logs the store too
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=20) == 0
+        finally:
+            server.close()
+        text = log.read_text()
+        assert "ferry:***@127.0.0.1" in text
+        assert "pw-for-this-test" not in text
+    finally:
+        redis.stop()

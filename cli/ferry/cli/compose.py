@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 
 from ferry.core.errors import FerryError
+from ferry.core.redaction import redact_url
 from ferry.core.repo_file import load_repo
 from ferry.server import FerryServer, ServedFeatures, ServedRegistry, ServerBuilder, ServerConfig
 from ferry.server.registry import MlflowSource, ModelRegistry, WebhookReceiver
@@ -66,7 +67,7 @@ def open_features(config: FeaturesConfig) -> ServedFeatures:
     return ServedFeatures(
         store=open_store(config.online_store),
         load_repo=functools.partial(load_repo, config.repo_file),
-        description=f"{config.repo_file} (store {config.online_store})",
+        description=f"{config.repo_file} (store {redact_url(config.online_store)})",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ferry.core.errors import StoreError
+from ferry.core.redaction import redact_url
 from ferry.stores.base import OnlineStore
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
 from ferry.stores.sqlite import SqliteOnlineStore
@@ -23,13 +24,13 @@ def open_online_store(url: str) -> OnlineStore:
         # As in SQLAlchemy: sqlite:///rel.db is relative, sqlite:////abs/x.db absolute.
         path = url.removeprefix("sqlite:///")
         if path == url or not path:
-            raise StoreError(f"online store URL {url!r}: expected sqlite:///PATH")
+            raise StoreError(f"online store URL {redact_url(url)!r}: expected sqlite:///PATH")
         return SqliteOnlineStore(path)
     if scheme == "redis":
         if not urlsplit(url).hostname:
-            raise StoreError(f"online store URL {url!r}: expected redis://HOST:PORT/DB")
+            raise StoreError(f"online store URL {redact_url(url)!r}: expected redis://HOST:PORT/DB")
         return RedisOnlineStore(RedisConfig(url))
     raise StoreError(
-        f"online store URL {url!r}: unsupported scheme {scheme!r}; expected one of "
+        f"online store URL {redact_url(url)!r}: unsupported scheme {scheme!r}; expected one of "
         + ", ".join(SCHEMES)
     )

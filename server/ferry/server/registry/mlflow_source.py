@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ferry.core.redaction import redact_url
 from ferry.server.errors import RegistryUnavailableError, UnknownModelError
 from ferry.server.registry.model_registry import ModelSnapshot, ModelVersionInfo
 
@@ -44,11 +45,11 @@ class MlflowSource:
                     f"unknown model {name!r} in the registry: {err.message}", model=name
                 ) from err
             raise RegistryUnavailableError(
-                f"model registry {self.tracking_uri} failed: {err.message}"
+                f"model registry {redact_url(self.tracking_uri)} failed: {err.message}"
             ) from err
         except OSError as err:
             raise RegistryUnavailableError(
-                f"model registry {self.tracking_uri} is unreachable: {err}"
+                f"model registry {redact_url(self.tracking_uri)} is unreachable: {err}"
             ) from err
         return ModelSnapshot(aliases, stages, versions)
 
