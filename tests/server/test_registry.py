@@ -28,7 +28,7 @@ from ferry.client import (
     UnimplementedError,
 )
 from ferry.server import FerryServer
-from ferry.server.registry import signature_ok
+from ferry.server.registry import WebhookReceiver, signature_ok
 from tests.server.conftest import start_server
 from tests.server.mlflow_fixtures import MODEL, MlflowServer, register_versions
 
@@ -282,3 +282,42 @@ def test_mlflow_is_not_imported_without_a_registry() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "False"
+
+
+async def test_the_webhook_receiver_refuses_odd_bodies_and_ignores_replays() -> None:
+    changed: list[str] = []
+
+    async def on_change(name: str) -> None:
+        changed.append(name)
+
+    receiver = WebhookReceiver("127.0.0.1", 0, "s3cret", on_change)
+    port = await receiver.start()
+
+    def post(delivery: str, body: bytes) -> int:
+        now = str(int(time.time()))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/",
+            data=body,
+            method="POST",
+            headers={
+                "X-MLflow-Delivery-Id": delivery,
+                "X-MLflow-Timestamp": now,
+                "X-MLflow-Signature": sign("s3cret", delivery, now, body),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            refused.close()
+            return int(refused.code)
+
+    try:
+        assert await asyncio.to_thread(post, "d-list", b"[1, 2]") == 400
+        assert await asyncio.to_thread(post, "d-null", b"null") == 400
+        event = b'{"entity": "model_version_alias", "data": {"name": "m1"}}'
+        assert await asyncio.to_thread(post, "d-1", event) == 200
+        assert await asyncio.to_thread(post, "d-1", event) == 200  # the same delivery again
+        assert changed == ["m1"]
+    finally:
+        await receiver.stop()

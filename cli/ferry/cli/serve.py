@@ -43,6 +43,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "this port (0: any free one) for changes within ~0.1 s",
     )
     parser.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="address of the webhook receiver, apart from --host (default 127.0.0.1)",
+    )
+    parser.add_argument(
         "--webhook-secret",
         default=os.environ.get("FERRY_WEBHOOK_SECRET", ""),
         help="secret MLflow signs webhooks with (default $FERRY_WEBHOOK_SECRET)",
@@ -96,7 +101,7 @@ def run_serve(args: argparse.Namespace) -> int:
         registry = RegistryConfig(
             args.registry_uri,
             args.poll_interval_s,
-            webhook_host=args.host,
+            webhook_host=args.webhook_host,
             webhook_port=args.webhook_port,
             webhook_secret=args.webhook_secret,
         )

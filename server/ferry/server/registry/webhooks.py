@@ -3,8 +3,10 @@
 MLflow POSTs JSON ``{"entity", "action", "timestamp", "data": {"name", ...}}`` with headers
 ``X-MLflow-Delivery-Id``, ``X-MLflow-Timestamp`` and ``X-MLflow-Signature: v1,<base64
 HMAC-SHA256 of "<delivery id>.<timestamp>.<body>">``. A request with a bad signature, or a
-timestamp more than five minutes off (a replay), is answered 401 and ignored; a valid one
-makes the registry re-read the model at once. MLflow sends nothing for stage transitions,
+timestamp more than five minutes off (a replay), is answered 401 and ignored; a delivery id
+seen within those five minutes is answered 200 and ignored (a replay of a fresh delivery); a
+body that is not a JSON object is answered 400; a valid one makes the registry re-read the
+model at once. MLflow sends nothing for stage transitions,
 so polling stays on. The HTTP handling is deliberately tiny: one POST per connection.
 """
 
@@ -53,6 +55,7 @@ class WebhookReceiver:
         self.host, self.port, self.secret = host, port, secret
         self._on_model_changed = on_model_changed
         self._server: asyncio.Server | None = None
+        self._seen: dict[str, float] = {}  # delivery id -> when, for MAX_SKEW_S
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -102,8 +105,20 @@ class WebhookReceiver:
         ):
             log.warning("webhook rejected: bad or missing signature, or a stale timestamp")
             return "401 Unauthorized"
+        delivery = headers.get("x-mlflow-delivery-id", "")
+        now = time.monotonic()
+        self._seen = {d: t for d, t in self._seen.items() if now - t <= MAX_SKEW_S}
+        if delivery in self._seen:
+            # A replay within the window the timestamp allows: answered, not acted on.
+            log.info("webhook: delivery %r seen before; ignored", delivery)
+            return "200 OK"
         event = json.loads(body)
-        name = (event.get("data") or {}).get("name")
+        data = event.get("data") if isinstance(event, dict) else None
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(event, dict):
+            log.warning("webhook rejected: the body is not a JSON object")
+            return "400 Bad Request"
+        self._seen[delivery] = now
         if isinstance(name, str) and name:
             log.info("webhook: %s.%s on model %r", event.get("entity"), event.get("action"), name)
             await self._on_model_changed(name)
