@@ -32,7 +32,7 @@ from tests.e2e.fraud import (
     oracle,
     source_rows,
 )
-from tests.services import RedisServer, free_port
+from tests.services import RedisServer, free_port, start_redis
 
 END0 = parse_instant("2026-01-02T12:00:00Z")
 END1 = parse_instant("2026-01-03T12:00:00Z")
@@ -476,3 +476,36 @@ def test_a_killed_run_is_simply_run_again(
     view = repo.view("user_stats")
     check_stored(view, oracle(repo, view, END1), snapshot(repo, redis_url)["user_stats"])
     assert watermarks(repo, redis_url) == {"user_stats": END1}
+
+
+def test_a_store_stalled_past_its_timeout_fails_the_job_cleanly(data: Path, tmp_path: Path) -> None:
+    """Redis holding every write (CLIENT PAUSE WRITE) for longer than the command timeout,
+    with several batches in flight: one error line, every task the job started awaited or
+    cancelled (no "Task exception was never retrieved"), exit 1, no watermark moved."""
+    redis = start_redis(tmp_path)
+    try:
+        redis.cli("client", "pause", "9000", "WRITE")  # reads (watermarks) still answer
+        done = ferry(
+            "materialize",
+            str(SAMPLE_REPO),
+            "--offline-root",
+            str(data),
+            "--online-store",
+            redis.url,
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-04",
+            "--batch-rows",
+            "500",
+            check=False,
+        )
+        redis.cli("client", "unpause")
+        assert done.returncode == 1
+        assert done.stderr.startswith("ferry materialize: error: redis at 127.0.0.1:")
+        assert "no reply within" in done.stderr
+        assert "never retrieved" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert watermarks(load_repo(SAMPLE_REPO), redis.url) == {}
+    finally:
+        redis.stop()

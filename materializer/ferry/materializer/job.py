@@ -210,5 +210,14 @@ class _Writer:
 
     async def _wait(self, when: str) -> None:
         done, self.tasks = await asyncio.wait(self.tasks, return_when=when)
+        # Every finished write is looked at, so that a second failure (a store stall fails
+        # all writes in flight at once) is not left as "Task exception was never retrieved".
+        failures: list[BaseException] = []
         for task in done:
-            self.report.add(task.result())  # re-raises the write's error
+            failure = task.exception()
+            if failure is None:
+                self.report.add(task.result())
+            else:
+                failures.append(failure)
+        if failures:
+            raise failures[0]

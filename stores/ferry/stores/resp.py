@@ -198,6 +198,9 @@ class RespConnection:
         # Concurrent callers share one connection attempt.
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._open())
+            # Its callers may all stop waiting (shield): the failure is still theirs to see,
+            # never "Task exception was never retrieved".
+            self._connecting.add_done_callback(_seen)
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> _Protocol:
@@ -242,6 +245,11 @@ class RespConnection:
         if self._protocol is not None:
             self._abandon(self._protocol, "connection closed")
             self._protocol = None
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _pack(command: tuple[bytes | str | int, ...]) -> bytes:
