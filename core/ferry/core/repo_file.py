@@ -73,6 +73,18 @@ def load_repo(path: str | os.PathLike[str]) -> FeatureRepo:
         text = Path(file).read_text(encoding="utf-8")
     except OSError as err:
         raise RepoError([Problem(file, 0, "", f"cannot read the file: {err.strerror}")]) from err
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise RepoError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "",
+                    f"not UTF-8 text: byte {err.start} is {err.object[err.start]:#04x}",
+                )
+            ]
+        ) from err
     return parse_repo(text, file)
 
 
@@ -84,12 +96,14 @@ def parse_repo(text: str, file: str = "<repo>") -> FeatureRepo:
     """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        reader = _Reader(file)
+        repo = reader.repo(root)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         raise RepoError([Problem(file, line, "", f"not valid YAML: {err}")]) from err
-    reader = _Reader(file)
-    repo = reader.repo(root)
+    except RecursionError as err:  # PyYAML composes nested nodes recursively
+        raise RepoError([Problem(file, 0, "", "the YAML is nested too deeply")]) from err
     if reader.problems or repo is None:
         raise RepoError(reader.problems or [Problem(file, 0, "", "the file is empty")])
     return repo

@@ -58,11 +58,17 @@ def parse_instant(text: str) -> int:
     return datetime_to_micros(value)
 
 
+MAX_DURATION_S = 36_500 * 86_400
+"""The longest duration (TTL) accepted, 100 years: beyond it window starts and expiry times
+leave the range of dates that Python, Arrow and the stores all share."""
+
+
 def parse_duration(text: str) -> int:
     """Parse a duration such as ``2d``, ``36h``, ``1h30m`` or ``90s`` into microseconds.
 
     Raises:
-        InvalidValueError: ``text`` is not a positive duration of w/d/h/m/s parts.
+        InvalidValueError: ``text`` is not a positive duration of w/d/h/m/s parts, or is
+            longer than ``MAX_DURATION_S``.
     """
     compact = text.replace(" ", "")
     parts = _DURATION_PART.findall(compact)
@@ -70,9 +76,13 @@ def parse_duration(text: str) -> int:
         raise InvalidValueError(
             f"{text!r} is not a duration: use parts like 2d, 36h, 1h30m, 90s (units w d h m s)"
         )
+    if any(len(n) > 12 for n, _ in parts):  # no duration needs it; int() of huge text is slow
+        raise InvalidValueError(f"{text[:40]!r}... is longer than the maximum duration, 36500d")
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise InvalidValueError(f"{text!r} is not a positive duration")
+    if seconds > MAX_DURATION_S:
+        raise InvalidValueError(f"{text!r} is longer than the maximum duration, 36500d (100 years)")
     return seconds * MICROS_PER_SECOND
 
 
