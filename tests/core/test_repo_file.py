@@ -13,6 +13,7 @@ from ferry.core import (
 )
 
 SAMPLE = Path(__file__).parents[2] / "samples" / "fraud" / "feature_repo.yaml"
+SAMPLE_TEXT = SAMPLE.read_text()
 
 
 def problems(text: str) -> list[str]:
@@ -136,3 +137,22 @@ def test_broken_files(text: str, expected: str) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(RepoError, match="cannot read the file"):
         load_repo(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../elsewhere", "/etc/passwd", "a/../../b", "..", ".", "s3://other/x", "a\\\\..\\\\b"],
+)
+def test_a_source_path_may_not_leave_the_offline_root(path: str) -> None:
+    text = SAMPLE_TEXT.replace("path: user_stats", f"path: '{path}'", 1)
+    assert text != SAMPLE_TEXT
+    with pytest.raises(RepoError) as caught:
+        parse_repo(text, "repo.yaml")
+    assert "leaves the offline root" in str(caught.value)
+    assert "feature_views.user_stats.source.path" in str(caught.value)
+
+
+@pytest.mark.parametrize("path", ["user_stats", "a/../user_stats", "./deep/er/stats"])
+def test_source_paths_below_the_root_are_fine(path: str) -> None:
+    text = SAMPLE_TEXT.replace("path: user_stats", f"path: '{path}'", 1)
+    assert parse_repo(text, "repo.yaml").view("user_stats").source.path == path

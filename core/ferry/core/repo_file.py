@@ -23,6 +23,7 @@ Problems name the file, the line, the dotted path of the field and what was expe
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -357,6 +358,14 @@ class _Reader:
         created = None
         if created_node is not None and not _is_null(created_node):
             created = self.text(created_node, f"{path}.created_timestamp_field")
+        if source_path is not None and not _inside_root(source_path):
+            self.problem(
+                fields.get("path"),
+                f"{path}.path",
+                f"{source_path!r} leaves the offline root: give a path below it (no leading "
+                "'/', no '..' that climbs out, no URL)",
+            )
+            source_path = None
         if source_path is None or ts is None:
             return None
         if created == ts:
@@ -421,6 +430,15 @@ class _Reader:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def _inside_root(source_path: str) -> bool:
+    """Whether a source path stays below the offline root, read as a path on any store
+    (local folders and S3 prefixes alike, so purely by its text)."""
+    if "://" in source_path or source_path.startswith(("/", "\\")) or "\\" in source_path:
+        return False
+    normal = posixpath.normpath(source_path)
+    return normal != ".." and not normal.startswith("../") and normal != "."
 
 
 def _is_null(node: yaml.Node) -> bool:
