@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -108,6 +108,13 @@ NOW = datetime.now(UTC)
         ),
         (
             "user_stats",
+            [user_row(1, NOW, 1), user_row(2, datetime(9999, 12, 31, tzinfo=UTC), 1)],
+            InvalidArgumentError,
+            "FUTURE_TIMESTAMP",
+            "row 1: 'event_timestamp' is 9999-12-31T00:00:00Z, later than the server's clock",
+        ),
+        (
+            "user_stats",
             [user_row(1, NOW, 1, avg_txn_amount=1e40)],
             InvalidArgumentError,
             "INVALID_VALUE",
@@ -163,6 +170,13 @@ async def test_bad_pushes(
             await client.push(view, rows)
     assert caught.value.reason == reason
     assert message in str(caught.value)
+
+
+async def test_a_push_a_little_ahead_of_the_clock_is_taken(server: FerryServer) -> None:
+    ahead = datetime.now(UTC) + timedelta(minutes=2)  # within the default 5 minutes
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        pushed = await client.push("user_stats", [user_row(31337, ahead, 5)])
+    assert pushed.rows_written == 1
 
 
 async def test_numbers_widen_where_they_fit(server: FerryServer) -> None:

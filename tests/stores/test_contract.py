@@ -235,3 +235,17 @@ async def test_unusable_sqlite_path(tmp_path: Path) -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(StoreError, match="online store URL"):
         open_online_store(url)
+
+
+async def test_delete_removes_rows_whatever_their_time(store: OnlineStore) -> None:
+    far_future = 253_402_300_799_000_000  # 9999-12-31T23:59:59Z: would win every write
+    keys = [encode_key([i]) for i in range(3)]
+    await store.write(VIEW, [(keys[0], row(far_future)), (keys[1], row(5))])
+    other_view = ViewTable("proj", "other")
+    await store.write(other_view, [(keys[0], row(5))])
+    assert await store.delete(VIEW, [keys[0], keys[2]]) == 1  # keys[2] was never stored
+    assert await read_one(store, VIEW, keys[0]) is None
+    assert await read_one(store, VIEW, keys[1]) is not None
+    assert await read_one(store, other_view, keys[0]) is not None  # another view's row
+    assert await store.write(VIEW, [(keys[0], row(6))]) == WriteResult(1, 0)  # repaired
+    assert await store.delete(VIEW, []) == 0

@@ -6,7 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ferry.cli import get, lookup, materialize, serve, training_frame, validate, verify
+from ferry.cli import (
+    delete_rows,
+    get,
+    lookup,
+    materialize,
+    serve,
+    training_frame,
+    validate,
+    verify,
+)
 from ferry.core.errors import FerryError
 
 
@@ -18,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     validate.register(commands)
     materialize.register(commands)
     lookup.register(commands)
+    delete_rows.register(commands)
     serve.register(commands)
     get.register(commands)
     training_frame.register(commands)

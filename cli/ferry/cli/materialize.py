@@ -31,6 +31,7 @@ _COUNTS = (
     "rows_read",
     "rows_in_window",
     "rows_outside_window",
+    "rows_after_end",
     "rows_superseded",
     "rows_written",
     "rows_skipped_not_newer",

@@ -87,6 +87,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         f"the next read. 0 turns batching off (default {Limits.store_reads_in_flight})",
     )
     parser.add_argument(
+        "--max-push-future-s",
+        type=float,
+        default=Limits.max_push_future_s,
+        help="how far past this server's clock a pushed timestamp may be (default "
+        f"{Limits.max_push_future_s:g}); later rows are refused",
+    )
+    parser.add_argument(
         "--grace-s",
         type=float,
         default=10.0,
@@ -117,7 +124,10 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         limits=Limits(
-            args.max_entity_rows, args.store_timeout_ms / 1000, args.store_reads_in_flight
+            args.max_entity_rows,
+            args.store_timeout_ms / 1000,
+            args.store_reads_in_flight,
+            args.max_push_future_s,
         ),
         grace_s=args.grace_s,
     )

@@ -119,7 +119,7 @@ def _join_view(
     window = _window(view, times)
     if window is not None:
         pieces = row_groups(dataset, view, window)
-        for _, batch in scan(pieces, view, window, batch_rows):
+        for *_, batch in scan(pieces, view, window, batch_rows):
             if batch.num_rows:
                 best.offer(batch, keys, view)
     return best.result({r.feature: view.feature(r.feature).type.arrow_type for r in refs})

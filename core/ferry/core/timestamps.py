@@ -41,6 +41,15 @@ def format_micros(micros: int) -> str:
     return micros_to_datetime(micros).isoformat().replace("+00:00", "Z")
 
 
+def describe_micros(micros: int) -> str:
+    """``format_micros`` for any int64, for messages: past year 9999 (where datetimes end)
+    the raw count is given instead of raising."""
+    try:
+        return format_micros(micros)
+    except (OverflowError, ValueError):
+        return f"{micros} µs since the epoch"
+
+
 def parse_instant(text: str) -> int:
     """Parse an ISO 8601 instant (or ``now``) into microseconds; no zone means UTC.
 

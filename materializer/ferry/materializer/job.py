@@ -55,7 +55,8 @@ class ViewReport:
 
     rows_read: rows of the row groups read (those whose statistics may hold the window).
     rows_skipped_null_timestamp: rows read whose event time is null.
-    rows_outside_window: rows read whose event time is outside the window or the TTL at end.
+    rows_outside_window: rows read whose event time is outside the window or the TTL at end;
+        rows_after_end counts those later than end (from the future, when end is now).
     rows_in_window: the rest, which add up as rows_skipped_null_key + rows_superseded
         (not their key's as-of row within their batch) + rows_written +
         rows_skipped_not_newer (the store held a row as new or newer).
@@ -67,6 +68,7 @@ class ViewReport:
     rows_read: int = 0
     rows_in_window: int = 0
     rows_outside_window: int = 0
+    rows_after_end: int = 0
     rows_superseded: int = 0
     rows_written: int = 0
     rows_skipped_not_newer: int = 0
@@ -135,8 +137,9 @@ async def _materialize_view(
     pending: list[pa.Table] = []
     pending_rows = 0
     try:
-        for read, in_window in scan(pieces, view, window, config.batch_rows):
+        for read, after_end, in_window in scan(pieces, view, window, config.batch_rows):
             report.rows_read += read
+            report.rows_after_end += after_end
             report.rows_outside_window += read - in_window.num_rows
             pending.append(in_window)
             pending_rows += in_window.num_rows

@@ -9,7 +9,8 @@ watermark. It does four things, each in one round trip per call where the backen
 * ``write``: a batch of rows of one view, each stored only if it is newer than the stored
   row (see ``is_newer``); returns how many were written and how many skipped;
 * ``read_watermarks`` / ``write_watermark``: how far materialization has got, per view;
-  a watermark never moves backwards.
+  a watermark never moves backwards;
+* ``delete``: an operator's repair of some keys (``ferry delete-rows``), unconditional.
 
 Rows carry their own timestamps and schema fingerprint in a fixed header (bytes 1..16 and
 17..20, see ``ferry.core.codec``), so a store compares rows without decoding them.
@@ -103,6 +104,12 @@ class OnlineStore(Protocol):
         A row is newer when its (event, created) timestamps are greater than the stored
         row's, or equal but written under another schema fingerprint (re-materializing after
         a view gained a feature must refresh rows). Keys must be distinct within a call.
+        """
+
+    async def delete(self, table: ViewTable, keys: Sequence[bytes]) -> int:
+        """Remove the stored rows of these entity keys of one view, whatever their
+        timestamps; returns how many there were. For repairs only (a row from the far
+        future that would otherwise win every conditional write): never on the hot path.
         """
 
     async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:

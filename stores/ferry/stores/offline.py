@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,10 +118,25 @@ def count_rows(pieces: list[ds.Fragment]) -> int:
     return sum(rg.num_rows for piece in pieces for rg in piece.row_groups)
 
 
+class ScanBatch(NamedTuple):
+    """One batch of a scan.
+
+    Attributes:
+        rows_read: Rows the batch read from the source.
+        rows_after_end: Of those, rows whose event time is later than the window's end (in
+            a source for "now", rows from the future: a sign of bad timestamps).
+        in_window: The rows in the window, and those with a null event time.
+    """
+
+    rows_read: int
+    rows_after_end: int
+    in_window: pa.Table
+
+
 def scan(
     pieces: list[ds.Fragment], view: FeatureView, window: Window, batch_rows: int
-) -> Iterator[tuple[int, pa.Table]]:
-    """Yield (rows read, rows in the window) for each batch of at most ``batch_rows``.
+) -> Iterator[ScanBatch]:
+    """Yield each batch of at most ``batch_rows`` rows.
 
     Only the view's columns are read. Rows with a null event time are kept (so callers can
     count them); timestamps come back as timestamp[us, UTC].
@@ -140,7 +156,8 @@ def scan(
             table = _normalise_times(pa.Table.from_batches([batch]), view)
             times = table[ts]
             keep = pc.or_kleene(pc.is_null(times), _window_mask(times, window))
-            yield batch.num_rows, table.filter(keep)
+            after = pc.sum(pc.greater(times, pa.scalar(window.end, pa.timestamp("us", "UTC"))))
+            yield ScanBatch(batch.num_rows, after.as_py() or 0, table.filter(keep))
 
 
 def _window_filter(field: ds.Expression, window: Window, time_type: pa.DataType) -> ds.Expression:

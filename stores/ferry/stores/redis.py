@@ -123,6 +123,11 @@ class RedisOnlineStore:
         written = sum(int(c) for c in counts)
         return WriteResult(written, len(rows) - written)
 
+    async def delete(self, table: ViewTable, keys: Sequence[bytes]) -> int:
+        if not keys:
+            return 0
+        return int(await self._writes.execute(b"DEL", *[storage_key(table, k) for k in keys]))
+
     async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:
         if not views:
             return {}

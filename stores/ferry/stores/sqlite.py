@@ -153,6 +153,22 @@ class SqliteOnlineStore:
         written = await self._run(work, write=True)
         return WriteResult(written, len(rows) - written)
 
+    async def delete(self, table: ViewTable, keys: Sequence[bytes]) -> int:
+        params = [(storage_key(table, key),) for key in keys]
+
+        def work(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("DELETE FROM ferry_rows WHERE key = ?", params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+
+        return await self._run(work, write=True)
+
     async def read_watermarks(self, project: str, views: Sequence[str]) -> dict[str, int]:
         def work(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute(

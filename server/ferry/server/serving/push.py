@@ -20,6 +20,7 @@ from ferry.core.codec import RowCodec
 from ferry.core.errors import InvalidValueError
 from ferry.core.ingest import NEWEST, IngestBatch, ingest_rows
 from ferry.core.repo import FeatureView
+from ferry.core.timestamps import describe_micros
 from ferry.core.types import ValueType
 from ferry.server.errors import InvalidRequestError
 from ferry.wire.columns import column_length, column_type, column_values
@@ -31,14 +32,19 @@ _FLOAT32_MAX = 3.4028234663852886e38
 
 
 def push_rows(
-    request: serving_pb2.PushFeaturesRequest, view: FeatureView, codec: RowCodec, max_rows: int
+    request: serving_pb2.PushFeaturesRequest,
+    view: FeatureView,
+    codec: RowCodec,
+    max_rows: int,
+    latest_micros: int,
 ) -> IngestBatch:
     """The push through the one ingest path: one row per distinct key, the newest of
     duplicates (``superseded`` counts the others).
 
     Raises:
         InvalidRequestError: unknown, missing, mistyped or ragged columns, bad null indexes,
-            nulls in keys or timestamps, no rows or too many.
+            nulls in keys or timestamps, no rows or too many, or a timestamp later than
+            ``latest_micros`` (µs).
         InvalidValueError: a value that does not fit its feature; the message names it.
     """
     source = view.source
@@ -98,8 +104,23 @@ def push_rows(
                     f"column {name!r} ({role}) cannot hold nulls", reason="NULL_KEY", column=name
                 )
             values[index] = None
+        if role in ("timestamp field", "created timestamp field"):
+            _check_not_future(name, values, latest_micros)
         columns[name] = values
     return ingest_rows(_table(view, columns, rows), view, codec, as_of_micros=NEWEST, use_ttl=False)
+
+
+def _check_not_future(name: str, values: list[Any], latest_micros: int) -> None:
+    late = next((i for i, v in enumerate(values) if v is not None and v > latest_micros), None)
+    if late is not None:
+        raise InvalidRequestError(
+            f"row {late}: {name!r} is {describe_micros(values[late])}, later than the server's "
+            f"clock allows ({describe_micros(latest_micros)}); a row from the future would win "
+            "every later write",
+            reason="FUTURE_TIMESTAMP",
+            column=name,
+            row=late,
+        )
 
 
 def _typed_values(

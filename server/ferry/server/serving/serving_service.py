@@ -4,6 +4,7 @@ parser, the reads and the store; the response framing is ``ferry.wire.responses`
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -73,16 +74,20 @@ class Limits:
             10,000.
         store_timeout_s: Bound on one store call when the client's deadline is later or
             unset, in seconds; past it the call fails UNAVAILABLE. Default 1.
-        store_reads_in_flight: Natural batching (see ``ferry.server.batcher``): most feature
+        store_reads_in_flight: Natural batching (see ``ferry.server.serving.batcher``): most feature
             reads sent to the store at once; 0 (the default) sends every request's read on
             its own. Off by default: over the pipelined Redis connection, reads finish before
             the next request reaches the loop (1.04 requests per read at 128 calls in flight)
             and CPU per call did not change measurably; it pays where a store call is slow.
+        max_push_future_s: How far past the server's clock a pushed event or created
+            timestamp may be, in seconds. Default 300. A row from the far future would win
+            every later conditional write and pin its value for good.
     """
 
     max_entity_rows: int = 10_000
     store_timeout_s: float = 1.0
     store_reads_in_flight: int = 0
+    max_push_future_s: float = 300.0
 
 
 class ServingService:
@@ -173,7 +178,13 @@ class ServingService:
         if not request.view:
             raise InvalidRequestError("a push needs a view", reason="MISSING_VIEW")
         view = catalog.repo.view(request.view)
-        batch = push_rows(request, view, catalog.codecs[view.name], self._limits.max_entity_rows)
+        batch = push_rows(
+            request,
+            view,
+            catalog.codecs[view.name],
+            self._limits.max_entity_rows,
+            latest_micros=time.time_ns() // 1000 + int(self._limits.max_push_future_s * 1e6),
+        )
         table = catalog.tables[view.name]
         result = await self._bounded(context, self._store.write(table, batch.rows))
         # Rows that lost to a newer row of the same key within the push count as skipped.
