@@ -61,7 +61,7 @@ def generate(
         "event_timestamp",
         pa.array(times, pa.timestamp("us", tz="UTC")),
     )
-    pq.write_table(extra, out / "user_stats" / "part-edges.parquet")
+    pq.write_table(extra, out / "user_stats" / "part-edges.parquet", write_page_checksum=True)
 
 
 def source_rows(repo: FeatureRepo, view: FeatureView) -> list[dict[str, Any]]:

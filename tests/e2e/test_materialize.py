@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -255,7 +256,8 @@ def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
     out = tmp_path / "offline"
     for view in ("user_stats", "user_merchant_stats", "merchant_stats"):
         (out / view).mkdir(parents=True)
-        for part in (data / view).glob("*.parquet"):
+        parts = sorted((data / view).glob("*.parquet"))
+        for part in parts:
             table = pq.read_table(part)
             if view == "merchant_stats" and change == "drop":
                 table = table.drop_columns(["category"])
@@ -266,6 +268,14 @@ def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
                     table["txn_count_1d"].cast(pa.float64()),
                 )
             pq.write_table(table, out / view / part.name)
+    # Odd files sort after the real parts, so the first file's schema looks fine.
+    odd = out / "merchant_stats" / "part-zzzzz.parquet"
+    if change in ("empty", "text"):
+        odd.write_bytes(b"" if change == "empty" else b"not parquet at all\n")
+    if change == "late_retype":
+        table = pq.read_table(sorted((data / "merchant_stats").glob("*.parquet"))[-1])
+        index = table.schema.get_field_index("txn_count_1d")
+        pq.write_table(table.set_column(index, "txn_count_1d", table[index].cast("float64")), odd)
     return out
 
 
@@ -281,6 +291,21 @@ def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
             "retype",
             "view 'merchant_stats': source {root}/merchant_stats: column 'txn_count_1d' "
             "(feature) is double, expected int64",
+        ),
+        (
+            "late_retype",
+            "view 'merchant_stats': source file {root}/merchant_stats/part-zzzzz.parquet: "
+            "column 'txn_count_1d' (feature) is double, expected int64",
+        ),
+        (
+            "empty",
+            "view 'merchant_stats': source file {root}/merchant_stats/part-zzzzz.parquet: not "
+            "a readable Parquet file",
+        ),
+        (
+            "text",
+            "view 'merchant_stats': source file {root}/merchant_stats/part-zzzzz.parquet: not "
+            "a readable Parquet file",
         ),
     ],
 )
@@ -309,6 +334,36 @@ def test_a_source_that_does_not_match_writes_nothing(
     done = ferry("validate", str(SAMPLE_REPO), "--offline-root", str(broken), check=False)
     assert done.returncode == 1
     assert message.format(root=broken) in done.stderr
+
+
+def test_a_damaged_page_fails_the_job_naming_file_and_row_group(data: Path, tmp_path: Path) -> None:
+    """4 KB of random bytes inside a data page: the page checksum catches it (it decoded to
+    wrong values, exit 0, before), and the job fails with the file and row group named."""
+    broken = _broken_copy(data, tmp_path, "none")
+    part = sorted((broken / "user_stats").glob("part-*.parquet"))[0]
+    content = bytearray(part.read_bytes())
+    footer = int.from_bytes(content[-8:-4], "little") + 8
+    at = 4 + (len(content) - footer - 4) // 3  # inside the column chunks, not the footer
+    size = min(4096, len(content) - footer - at - 1)
+    content[at : at + size] = random.Random(7).randbytes(size)
+    part.write_bytes(bytes(content))
+    done = ferry(
+        "materialize",
+        str(SAMPLE_REPO),
+        "--offline-root",
+        str(broken),
+        "--online-store",
+        f"sqlite:///{tmp_path / 'online.db'}",
+        "--start",
+        "2025-12-01",
+        "--end",
+        "2026-01-03",
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"source file {part}, row group " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_a_missing_source(data: Path, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         include_event_timestamps=args.event_timestamps,
     )
     partial = f"{args.out}.partial"
-    pq.write_table(frame, partial)
+    pq.write_table(frame, partial, write_page_checksum=True)
     os.replace(partial, args.out)  # never leave a half-written file under the asked name
     print(
         json.dumps(
