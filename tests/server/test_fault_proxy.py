@@ -1,0 +1,139 @@
+"""Store faults through a TCP proxy in front of a real redis-server, under a bounded load:
+per phase, the codes calls get (never INTERNAL), no call past its deadline plus a small
+slack, health NOT_SERVING during a fault and SERVING again within a probe interval (plus
+the probe's own timeout) after it, and a clean drain at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+
+from ferry.client import AsyncFerryClient, RetryPolicy, RpcError
+from ferry.core import FeatureRepo
+from ferry.server import FerryServer, Limits
+from tests.faultproxy import FaultProxy, Mode
+from tests.server.conftest import load_store, start_server
+from tests.server.test_faults import ENTITIES, wait_for_health
+from tests.services import RedisServer
+
+DEADLINE_S = 0.3
+SLACK_S = 0.25
+HEALTH_INTERVAL_S = 0.5
+PHASE_S = 1.0
+CALLERS = 4
+OK = "OK"
+TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+
+
+@pytest.fixture
+async def proxied(
+    redis_server: RedisServer, redis_url: str, served_repo: FeatureRepo, tmp_path: Path
+) -> AsyncIterator[tuple[FaultProxy, FerryServer]]:
+    await load_store(served_repo, redis_url)
+    proxy = FaultProxy(redis_server.port)
+    await proxy.start()
+    server = await start_server(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        health_interval_s=HEALTH_INTERVAL_S,
+        limits=Limits(store_timeout_s=DEADLINE_S),
+    )
+    yield proxy, server
+    await server.stop(0)
+    await proxy.stop()
+
+
+async def load(port: int, seconds: float) -> list[tuple[str, float]]:
+    """``CALLERS`` loops of calls for ``seconds``: (code, seconds taken) per call."""
+    return [(code, took) for code, took, _ in await timed_load(port, seconds)]
+
+
+async def timed_load(port: int, seconds: float) -> list[tuple[str, float, float]]:
+    """``load``, with when each call started (``time.monotonic``)."""
+    results: list[tuple[str, float, float]] = []
+
+    async def caller(client: AsyncFerryClient) -> None:
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            try:
+                await client.get_online_features(
+                    entities=ENTITIES, features=["user_stats:*"], timeout_s=DEADLINE_S
+                )
+                code = OK
+            except RpcError as err:
+                code = err.code.name
+            results.append((code, time.monotonic() - started, started))
+            await asyncio.sleep(0.005)
+
+    async with AsyncFerryClient(f"127.0.0.1:{port}", retry=RetryPolicy(attempts=1)) as client:
+        await asyncio.gather(*(caller(client) for _ in range(CALLERS)))
+    return results
+
+
+@pytest.mark.parametrize(
+    ("mode", "latency_s", "allowed"),
+    [
+        ("latency", 0.02, {OK}),
+        ("latency", 0.6, TRANSIENT),
+        ("blackhole", None, TRANSIENT),
+        ("reset", None, {"UNAVAILABLE"}),
+        ("refuse", None, {"UNAVAILABLE"}),
+        ("accept_close", None, {"UNAVAILABLE"}),
+    ],
+)
+async def test_a_store_fault_and_the_recovery(
+    proxied: tuple[FaultProxy, FerryServer], mode: Mode, latency_s: float | None, allowed: set[str]
+) -> None:
+    proxy, server = proxied
+    before = await load(server.port, PHASE_S / 2)
+    assert {code for code, _ in before} == {OK}
+
+    await proxy.set_mode(mode, latency_s)
+    during = await load(server.port, PHASE_S)
+    codes = {code for code, _ in during}
+    assert codes <= allowed, codes
+    assert "INTERNAL" not in codes
+    assert max(took for _, took in during) < DEADLINE_S + SLACK_S
+    if allowed != {OK}:
+        await wait_for_health(server.port, health_pb2.HealthCheckResponse.NOT_SERVING, 2)
+
+    await proxy.set_mode("pass")
+    took = await wait_for_health(server.port, health_pb2.HealthCheckResponse.SERVING, 3)
+    # One probe period while NOT_SERVING (interval + 0.1 s) plus the probe's own timeout.
+    assert took < HEALTH_INTERVAL_S + 0.1 + max(HEALTH_INTERVAL_S, 0.2) + SLACK_S
+    after = await load(server.port, PHASE_S / 2)
+    assert {code for code, _ in after} == {OK}
+
+
+async def test_the_server_drains_after_faults(proxied: tuple[FaultProxy, FerryServer]) -> None:
+    proxy, server = proxied
+    for mode in ("reset", "accept_close", "blackhole"):
+        await proxy.set_mode(mode)  # type: ignore[arg-type]
+        await load(server.port, 0.3)
+    await proxy.set_mode("pass")
+    await wait_for_health(server.port, health_pb2.HealthCheckResponse.SERVING, 3)
+    calls = asyncio.create_task(timed_load(server.port, 0.5))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await server.stop(2)
+    assert time.monotonic() - started < 3
+    results = await calls
+    # Calls well before the drain were answered; from about its start on, calls are refused
+    # by gRPC (UNAVAILABLE or CANCELLED, its codes for a server shutting down, even for a
+    # call sent a moment before), never INTERNAL. (test_process checks that calls in flight
+    # at SIGTERM all finish.)
+    assert {code for code, _, began in results if began < started - 0.05} == {OK}
+    assert {code for code, _, began in results if began >= started} <= {
+        OK,
+        "UNAVAILABLE",
+        "CANCELLED",
+    }
+    with pytest.raises(grpc.aio.AioRpcError):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=0.5)
