@@ -272,6 +272,14 @@ def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
     odd = out / "merchant_stats" / "part-zzzzz.parquet"
     if change in ("empty", "text"):
         odd.write_bytes(b"" if change == "empty" else b"not parquet at all\n")
+    if change == "null_element":
+        users = sorted((out / "user_stats").glob("part-*.parquet"))[-1]
+        table = pq.read_table(users)
+        index = table.schema.get_field_index("risk_embedding")
+        lists = table["risk_embedding"].to_pylist()
+        lists[3] = [0.5, None, 1.5]
+        column = pa.array(lists, table.schema.field(index).type)
+        pq.write_table(table.set_column(index, "risk_embedding", column), users)
     if change == "late_retype":
         table = pq.read_table(sorted((data / "merchant_stats").glob("*.parquet"))[-1])
         index = table.schema.get_field_index("txn_count_1d")
@@ -296,6 +304,10 @@ def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
             "late_retype",
             "view 'merchant_stats': source file {root}/merchant_stats/part-zzzzz.parquet: "
             "column 'txn_count_1d' (feature) is double, expected int64",
+        ),
+        (
+            "null_element",
+            "column 'risk_embedding' (feature) holds a null inside a list (row 3 of row group 0)",
         ),
         (
             "empty",

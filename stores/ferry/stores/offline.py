@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +68,7 @@ def check_source(repo: FeatureRepo, view: FeatureView) -> list[str]:
         dataset = open_source(repo, view)
     except SourceError as err:
         return [str(err)]
-    return _schema_problems(repo, view, dataset.schema) or _file_problems(repo, view, dataset)
+    return _source_problems(repo, view, dataset)
 
 
 def open_checked_source(repo: FeatureRepo, view: FeatureView) -> ds.Dataset:
@@ -78,12 +78,65 @@ def open_checked_source(repo: FeatureRepo, view: FeatureView) -> ds.Dataset:
         SourceError: the source is missing or unreadable, or every mismatch, in one message.
     """
     dataset = open_source(repo, view)
-    problems = _schema_problems(repo, view, dataset.schema)
-    if not problems:
-        problems = _file_problems(repo, view, dataset)
+    problems = _source_problems(repo, view, dataset)
     if problems:
         raise SourceError("\n".join(problems))
     return dataset
+
+
+def _source_problems(repo: FeatureRepo, view: FeatureView, dataset: ds.Dataset) -> list[str]:
+    """Declaration against the first file's schema, then every file's footer, then null
+    list elements: each step only when the one before found nothing."""
+    return (
+        _schema_problems(repo, view, dataset.schema)
+        or _file_problems(repo, view, dataset)
+        or _null_element_problems(view, dataset)
+    )
+
+
+def _null_element_problems(view: FeatureView, dataset: ds.Dataset) -> list[str]:
+    """A list feature's value may be null or empty, but no element of it may be null: the
+    wire and the stored row have no null elements, so training would see what serving
+    cannot. Row groups whose statistics count no nulls in a list's elements (null and empty
+    lists count too) are not read; the others are, for those columns only."""
+    lists = [f.name for f in view.features if f.type.element is not None]
+    problems: list[str] = []
+    if not lists:
+        return problems
+    for fragment in dataset.get_fragments():
+        metadata = fragment.metadata
+        for piece in fragment.split_by_row_group():
+            group = piece.row_groups[0]
+            chunks = metadata.row_group(group.id)
+            suspects = [name for name in lists if _may_hold_nulls(chunks, name)]
+            if not suspects:
+                continue
+            row = 0
+            for batch in piece.to_batches(columns=suspects, batch_readahead=0):
+                for name in suspects:
+                    column = batch.column(name)
+                    if pc.list_flatten(column).null_count:
+                        first = next(i for i, v in enumerate(column.to_pylist()) if v and None in v)
+                        problems.append(
+                            f"view {view.name!r}: source file {fragment.path}: column "
+                            f"{name!r} (feature) holds a null inside a list (row "
+                            f"{row + first} of row group {group.id}); a list may be null or "
+                            "empty, its elements may not be null"
+                        )
+                        return problems
+                row += batch.num_rows
+    return problems
+
+
+def _may_hold_nulls(chunks: Any, name: str) -> bool:
+    """Whether a row group's column chunk of list ``name`` may hold null elements, from
+    its statistics (unknown statistics: it may)."""
+    for i in range(chunks.num_columns):
+        chunk = chunks.column(i)
+        if chunk.path_in_schema.startswith(f"{name}."):  # name.list.element
+            statistics = chunk.statistics
+            return statistics is None or not statistics.has_null_count or statistics.null_count > 0
+    return True
 
 
 def _file_problems(repo: FeatureRepo, view: FeatureView, dataset: ds.Dataset) -> list[str]:
