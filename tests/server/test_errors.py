@@ -12,7 +12,7 @@ from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.api.types.v1 import types_pb2
 from ferry.client import AsyncFerryClient, InvalidArgumentError, NotFoundError, RpcError
 from ferry.client._errors import from_rpc_error
-from ferry.server import FerryServer, Limits
+from ferry.server import FerryServer, Limits, interceptor
 from tests.server.conftest import start_server
 
 USERS = {"user_id": [1, 2]}
@@ -201,3 +201,17 @@ async def test_garbage_bytes_are_invalid_argument_without_a_traceback(
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_REQUEST")
     assert "Request" in str(error)  # names the message it expected
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+async def test_undecodable_requests_are_logged_once_a_minute(
+    server: FerryServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    interceptor._last_undecodable_log.clear()
+    path = "/ferry.api.serving.v1.ServingService/GetOnlineFeatures"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        for _ in range(5):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await channel.unary_unary(path)(b"\xff\xff\xff\xff", timeout=5)
+    warnings = [r for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "GetOnlineFeaturesRequest" in warnings[0].getMessage()

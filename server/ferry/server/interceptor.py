@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -50,10 +51,30 @@ class _Undecodable:
         self.error = error
 
     def raise_error(self) -> None:
+        _warn_undecodable(self.message_type, self.error)
         raise InvalidRequestError(
             f"the request is not a valid {self.message_type}: it does not decode",
             reason="UNDECODABLE_REQUEST",
             message_type=self.message_type,
+        )
+
+
+_UNDECODABLE_LOG_EVERY_S = 60.0
+_last_undecodable_log: dict[str, float] = {}
+
+
+def _warn_undecodable(message_type: str, error: Exception) -> None:
+    """One warning per message type a minute at most: garbage traffic must not flood the log."""
+    now = time.monotonic()
+    if now - _last_undecodable_log.get(message_type, -_UNDECODABLE_LOG_EVERY_S) >= (
+        _UNDECODABLE_LOG_EVERY_S
+    ):
+        _last_undecodable_log[message_type] = now
+        log.warning(
+            "undecodable %s received (%s); answered INVALID_ARGUMENT; more are not logged for %g s",
+            message_type,
+            error,
+            _UNDECODABLE_LOG_EVERY_S,
         )
 
 
