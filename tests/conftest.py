@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from tests.services import RedisServer, start_redis
+from ferry.stores import DynamoConfig, DynamoOnlineStore
+from tests.services import AWS_TEST_ENVIRONMENT, MotoServer, RedisServer, start_moto, start_redis
 
 # No per-example deadline: on a shared 2-core machine a first example can take most of a
 # second (imports, a busy neighbour); the per-test timeout still bounds every test.
@@ -31,3 +36,29 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'online.db'}"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    os.environ.update(AWS_TEST_ENVIRONMENT)  # for this process and the CLIs it runs
+    server = start_moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dynamodb_url(moto_server: MotoServer) -> str:
+    """A new, initialized table of the session's moto server (one per test: no reset)."""
+    url = moto_server.dynamodb_url(f"ferry-{uuid.uuid4().hex[:12]}")
+
+    async def create() -> None:
+        store = DynamoOnlineStore(DynamoConfig.from_url(url))
+        try:
+            await store.initialize()
+        finally:
+            await store.close()
+
+    # In a thread of its own: async tests ask for this fixture from a running loop.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, create()).result()
+    return url

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow.fs as pafs
 
 
 def free_port() -> int:
@@ -103,3 +108,96 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class MotoServer:
+    """A moto_server this test session started: DynamoDB and S3 on one loopback port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def dynamodb_url(self, table: str) -> str:
+        return f"dynamodb://{table}?region=us-east-1&endpoint_url={self.endpoint}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+AWS_TEST_ENVIRONMENT = {
+    # moto accepts any credentials; these keep botocore and pyarrow off the real AWS chain
+    # (no instance metadata lookups, no profile files).
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def start_moto() -> MotoServer:
+    """Start moto_server on a free loopback port; a missing binary is a setup error."""
+    binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    if not Path(binary).exists():
+        raise RuntimeError(
+            "moto_server is not installed: run bash scripts/test.sh (it installs it)"
+        )
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = MotoServer(process, port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError("moto_server did not answer within 30 s")
+
+
+def s3_filesystem(moto: MotoServer) -> pafs.S3FileSystem:
+    """pyarrow's S3 file system on the moto server (buckets may be created)."""
+    return pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{moto.port}",
+        scheme="http",
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
+
+
+def upload_to_s3(folder: Path, moto: MotoServer, bucket: str, prefix: str = "offline") -> str:
+    """Copy a local offline store to ``s3://bucket/prefix`` on moto; returns that URI.
+
+    Readers find the endpoint in ``AWS_ENDPOINT_URL`` (set here, for this process and the
+    CLIs it runs), as they would any S3-compatible store.
+    """
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
+    s3 = s3_filesystem(moto)
+    s3.create_dir(bucket)
+    pafs.copy_files(
+        str(folder),
+        f"{bucket}/{prefix}",
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=s3,
+    )
+    return f"s3://{bucket}/{prefix}"

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,12 @@ from tests.e2e.fraud import (
     oracle,
     source_rows,
 )
-from tests.services import RedisServer, free_port, start_redis
+from tests.services import MotoServer, RedisServer, free_port, start_redis, upload_to_s3
 
 END0 = parse_instant("2026-01-02T12:00:00Z")
 END1 = parse_instant("2026-01-03T12:00:00Z")
 END2 = parse_instant("2026-01-04T06:00:00Z")
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", "dynamodb"]
 Snapshot = dict[str, dict[bytes, bytes | None]]
 
 
@@ -59,7 +60,23 @@ def repo(data: Path) -> FeatureRepo:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
+    if request.param == "dynamodb":
+        return str(request.getfixturevalue("dynamodb_url"))
     return f"sqlite:///{tmp_path / 'online.db'}"
+
+
+@pytest.fixture
+def offline_root(request: pytest.FixtureRequest, store_url: str, data: Path) -> str:
+    """The data's offline root: local, or the same files on S3 (moto) for DynamoDB, so the
+    production pairing (S3 into DynamoDB) meets the same oracle as the others."""
+    if store_url.startswith("dynamodb://"):
+        return str(request.getfixturevalue("s3_data"))
+    return str(data)
+
+
+@pytest.fixture(scope="module")
+def s3_data(data: Path, moto_server: MotoServer) -> str:
+    return upload_to_s3(data, moto_server, f"fraud-{uuid.uuid4().hex[:8]}")
 
 
 def ferry(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -75,7 +92,7 @@ def ferry(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Co
 
 
 def materialize(
-    data: Path, url: str, *args: str, repo_file: Path = SAMPLE_REPO
+    data: Path | str, url: str, *args: str, repo_file: Path = SAMPLE_REPO
 ) -> list[dict[str, Any]]:
     done = ferry(
         args[0], str(repo_file), "--offline-root", str(data), "--online-store", url, *args[1:]
@@ -124,11 +141,17 @@ def check_report(line: dict[str, Any]) -> None:
 
 
 def test_materialize_then_incremental_then_an_older_window(
-    data: Path, repo: FeatureRepo, store_url: str
+    offline_root: str, repo: FeatureRepo, store_url: str
 ) -> None:
     # 1. A full window up to END1 equals the oracle, for every entity of every view.
     lines = materialize(
-        data, store_url, "materialize", "--start", "2025-12-01", "--end", "2026-01-03T12:00:00Z"
+        offline_root,
+        store_url,
+        "materialize",
+        "--start",
+        "2025-12-01",
+        "--end",
+        "2026-01-03T12:00:00Z",
     )
     by_view = {line["view"]: line for line in lines if line["kind"] == "view"}
     assert set(by_view) == set(repo.views)
@@ -160,7 +183,7 @@ def test_materialize_then_incremental_then_an_older_window(
 
     # 2. Incremental to END2: keys with rows in [END1, END2] move to the oracle at END2,
     #    always forwards; every other key is untouched.
-    materialize(data, store_url, "materialize-incremental", "--end", "2026-01-04T06:00:00Z")
+    materialize(offline_root, store_url, "materialize-incremental", "--end", "2026-01-04T06:00:00Z")
     second = snapshot(repo, store_url)
     changed = 0
     for view in repo.views.values():
@@ -191,7 +214,13 @@ def test_materialize_then_incremental_then_an_older_window(
     #    did not hold, e.g. EDGE_TOO_OLD, whose row is the as-of row at END0), and the
     #    watermarks stay.
     lines = materialize(
-        data, store_url, "materialize", "--start", "2025-12-01", "--end", "2026-01-02T12:00:00Z"
+        offline_root,
+        store_url,
+        "materialize",
+        "--start",
+        "2025-12-01",
+        "--end",
+        "2026-01-02T12:00:00Z",
     )
     assert lines[-1]["rows_skipped_not_newer"] > 0
     third = snapshot(repo, store_url)

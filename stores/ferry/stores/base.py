@@ -121,6 +121,10 @@ class OnlineStore(Protocol):
     async def ping(self) -> None:
         """Return when the store answers; raise StoreUnavailableError when it does not."""
 
+    async def initialize(self) -> str:
+        """Create what the backend needs before first use (a DynamoDB table); idempotent.
+        Returns a line saying what was done (``ferry init-store`` prints it)."""
+
     async def close(self) -> None:
         """Release connections. The store is unusable afterwards."""
 

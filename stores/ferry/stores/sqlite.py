@@ -183,6 +183,10 @@ class SqliteOnlineStore:
             lambda conn: conn.execute(_RAISE_WATERMARK, (project, view, micros)), write=True
         )
 
+    async def initialize(self) -> str:
+        await self.ping()  # connecting creates the schema
+        return f"SQLite file {self.path}: tables ready"
+
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 

@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 from ferry.core.errors import StoreError
 from ferry.core.redaction import redact_url
 from ferry.stores.base import OnlineStore
+from ferry.stores.dynamodb import DynamoConfig, DynamoOnlineStore
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
 from ferry.stores.sqlite import SqliteOnlineStore
 
-SCHEMES = ("sqlite:///PATH", "redis://HOST:PORT/DB")
+SCHEMES = ("sqlite:///PATH", "redis://HOST:PORT/DB", "dynamodb://TABLE?region=R")
 
 
 def open_online_store(url: str) -> OnlineStore:
@@ -30,6 +31,8 @@ def open_online_store(url: str) -> OnlineStore:
         if not urlsplit(url).hostname:
             raise StoreError(f"online store URL {redact_url(url)!r}: expected redis://HOST:PORT/DB")
         return RedisOnlineStore(RedisConfig(url))
+    if scheme == "dynamodb":
+        return DynamoOnlineStore(DynamoConfig.from_url(url))
     raise StoreError(
         f"online store URL {redact_url(url)!r}: unsupported scheme {scheme!r}; expected one of "
         + ", ".join(SCHEMES)
