@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ferry.cli import (
     delete_rows,
     get,
+    init_store,
     lookup,
     materialize,
     serve,
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate.register(commands)
+    init_store.register(commands)
     materialize.register(commands)
     lookup.register(commands)
     delete_rows.register(commands)

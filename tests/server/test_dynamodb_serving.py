@@ -1,0 +1,105 @@
+"""Serving from DynamoDB loaded from S3 (both on moto): the training frame built from S3
+equals what the server serves, and ``ferry verify`` finds no skew."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ferry.client import AsyncFerryClient
+from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
+from ferry.core import FeatureRepo
+from ferry.core.timestamps import format_micros
+from ferry.server import FerryServer
+from tests.e2e.fraud import SAMPLE_REPO
+from tests.server.conftest import END, start_server
+from tests.services import MotoServer, upload_to_s3
+
+
+@pytest.fixture(scope="module")
+def s3_served_data(served_data: Path, moto_server: MotoServer) -> str:
+    return upload_to_s3(served_data, moto_server, f"served-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def loaded_dynamodb(s3_served_data: str, moto_server: MotoServer) -> str:
+    """The served data materialized from S3 into a new DynamoDB table, through the CLI."""
+    url = moto_server.dynamodb_url(f"served-{uuid.uuid4().hex[:8]}")
+    ferry = [sys.executable, "-m", "ferry.cli.main"]
+    common = [str(SAMPLE_REPO), "--online-store", url]
+    subprocess.run([*ferry, "init-store", *common], check=True, capture_output=True, timeout=60)
+    window = ["--start", "2000-01-01", "--end", format_micros(END)]
+    subprocess.run(
+        [*ferry, "materialize", *common, "--offline-root", s3_served_data, *window],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return url
+
+
+@pytest.fixture
+async def dynamodb_server(loaded_dynamodb: str) -> AsyncIterator[FerryServer]:
+    running = await start_server(loaded_dynamodb)
+    yield running
+    await running.stop(0)
+
+
+async def test_training_frame_from_s3_equals_what_dynamodb_serves(
+    dynamodb_server: FerryServer, served_repo: FeatureRepo, served_data: Path, s3_served_data: str
+) -> None:
+    pairs = pq.read_table(served_data / "transactions.parquet").select(["user_id", "merchant_id"])
+    pairs = pairs.group_by(["user_id", "merchant_id"]).aggregate([])
+    entities = pairs.append_column(
+        "event_timestamp", pa.array([END] * pairs.num_rows, pa.timestamp("us", tz="UTC"))
+    )
+    on_s3 = FeatureRepo(**{**served_repo.__dict__, "offline_root": s3_served_data})
+    frame = get_training_frame(
+        on_s3, entities, feature_service="fraud_v2", include_event_timestamps=True
+    )
+    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
+        served = await client.get_online_features(
+            entities={
+                "user_id": pairs["user_id"].to_pylist(),
+                "merchant_id": pairs["merchant_id"].to_pylist(),
+            },
+            feature_service="fraud_v2",
+        )
+    compared = 0
+    for feature in served:
+        offline = frame[feature.name].to_pylist()
+        view = feature.name.split(":")[0]
+        times = frame[view + EVENT_TIMESTAMP_SUFFIX].cast(pa.int64()).to_pylist()
+        for i, status in enumerate(feature.statuses):
+            online = feature.values[i] if status != "OUTSIDE_MAX_AGE" else feature.stale_values[i]
+            assert online == offline[i], (feature.name, i, status)
+            assert feature.event_timestamps[i] == (times[i] or 0), (feature.name, i)
+            compared += 1
+    assert compared == pairs.num_rows * len(served.names)
+    assert {s for f in served for s in f.statuses} >= {"PRESENT", "NOT_FOUND"}
+
+
+async def test_verify_finds_no_skew_on_dynamodb(
+    dynamodb_server: FerryServer, loaded_dynamodb: str, s3_served_data: str
+) -> None:
+    # In a thread: the server answers on this test's event loop.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(sys.executable, "-m", "ferry.cli.main", "verify", str(SAMPLE_REPO)),
+            *("--target", f"127.0.0.1:{dynamodb_server.port}", "--offline-root", s3_served_data),
+            *("--online-store", loaded_dynamodb, "--sample", "200"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
