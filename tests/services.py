@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -10,11 +12,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.fs as pafs
+from aiobotocore.session import get_session
 
 
 def free_port() -> int:
@@ -173,16 +176,22 @@ def start_moto() -> MotoServer:
     raise RuntimeError("moto_server did not answer within 30 s")
 
 
-def s3_filesystem(moto: MotoServer) -> pafs.S3FileSystem:
-    """pyarrow's S3 file system on the moto server (buckets may be created)."""
-    return pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{moto.port}",
-        scheme="http",
-        access_key="testing",
-        secret_key="testing",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    )
+def put_s3_objects(moto: MotoServer, bucket: str, objects: dict[str, bytes]) -> None:
+    """Create ``bucket`` if needed and put each object (key -> bytes) with plain PutObject:
+    moto fails some of pyarrow's multipart uploads of small files."""
+
+    async def put() -> None:
+        async with get_session().create_client(
+            "s3", region_name="us-east-1", endpoint_url=moto.endpoint
+        ) as client:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                await client.create_bucket(Bucket=bucket)
+            for key, body in objects.items():
+                await client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    # In a thread of its own: fixtures may run while an event loop is running.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, put()).result()
 
 
 def upload_to_s3(folder: Path, moto: MotoServer, bucket: str, prefix: str = "offline") -> str:
@@ -192,12 +201,10 @@ def upload_to_s3(folder: Path, moto: MotoServer, bucket: str, prefix: str = "off
     CLIs it runs), as they would any S3-compatible store.
     """
     os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
-    s3 = s3_filesystem(moto)
-    s3.create_dir(bucket)
-    pafs.copy_files(
-        str(folder),
-        f"{bucket}/{prefix}",
-        source_filesystem=pafs.LocalFileSystem(),
-        destination_filesystem=s3,
-    )
+    files = {
+        f"{prefix}/{path.relative_to(folder).as_posix()}": path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    put_s3_objects(moto, bucket, files)
     return f"s3://{bucket}/{prefix}"

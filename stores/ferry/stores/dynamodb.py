@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,8 @@ class DynamoOnlineStore:
 
     def __init__(self, config: DynamoConfig) -> None:
         self.config = config
+        self.calls: Counter[str] = Counter()
+        """DynamoDB requests sent, by operation (retries included): for tests and benchmarks."""
         self._client: Any = None
         self._exit = contextlib.AsyncExitStack()
         self._opening = asyncio.Lock()
@@ -335,6 +338,7 @@ class DynamoOnlineStore:
         deadline = time.monotonic() + self.config.throttle_budget_s
         attempt = 0
         while True:
+            self.calls[operation.__name__] += 1
             try:
                 return await operation(**arguments)
             except ClientError as err:

@@ -1,0 +1,318 @@
+"""DynamoDB and S3 on moto: what only they have (table setup, UnprocessedKeys, throttling),
+runs that overlap or are killed, and clear errors for a missing table or bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+
+from ferry.core import Feature, FeatureRepo, RowCodec, ValueType, encode_key, load_repo
+from ferry.core.errors import StoreUnavailableError
+from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable
+from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
+from tests.e2e.test_materialize import END1, snapshot, watermarks
+from tests.services import MotoServer, put_s3_objects, upload_to_s3
+
+FERRY = [sys.executable, "-m", "ferry.cli.main"]
+WINDOW = ["--start", "2025-12-01", "--end", "2026-01-03T12:00:00Z"]
+
+
+def ferry(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*FERRY, *args], capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fraud-aws")
+    generate(out, users=1500, merchants=150, transactions=3000, end=END1, ttl=2 * DAY)
+    return out
+
+
+@pytest.fixture(scope="module")
+def s3_root(data: Path, moto_server: MotoServer) -> str:
+    return upload_to_s3(data, moto_server, f"aws-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def repo(data: Path) -> FeatureRepo:
+    return FeatureRepo(**{**load_repo(SAMPLE_REPO).__dict__, "offline_root": str(data)})
+
+
+def new_table(moto: MotoServer) -> str:
+    url = moto.dynamodb_url(f"t-{uuid.uuid4().hex[:10]}")
+    ferry("init-store", str(SAMPLE_REPO), "--online-store", url)
+    return url
+
+
+def test_init_store_creates_once_and_refuses_a_foreign_table(moto_server: MotoServer) -> None:
+    url = moto_server.dynamodb_url(f"t-{uuid.uuid4().hex[:10]}")
+    first = ferry("init-store", str(SAMPLE_REPO), "--online-store", url)
+    assert first.stdout.startswith("created DynamoDB table")
+    again = ferry("init-store", str(SAMPLE_REPO), "--online-store", url)
+    assert again.stdout.startswith("found DynamoDB table")
+
+    foreign = f"foreign-{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        async with get_session().create_client(
+            "dynamodb", region_name="us-east-1", endpoint_url=moto_server.endpoint
+        ) as client:
+            await client.create_table(
+                TableName=foreign,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+
+    asyncio.run(create())
+    done = ferry(
+        "init-store",
+        str(SAMPLE_REPO),
+        "--online-store",
+        moto_server.dynamodb_url(foreign),
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Ferry needs a binary partition key 'k'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_table_is_one_clear_message(moto_server: MotoServer, s3_root: str) -> None:
+    url = moto_server.dynamodb_url("never-created")
+    done = ferry(
+        "materialize",
+        str(SAMPLE_REPO),
+        "--offline-root",
+        s3_root,
+        "--online-store",
+        url,
+        *WINDOW,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "DynamoDB table 'never-created'" in done.stderr
+    assert "does not exist: create it with 'ferry init-store" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_two_overlapping_runs_end_as_one_run(
+    moto_server: MotoServer, s3_root: str, repo: FeatureRepo
+) -> None:
+    together, alone = new_table(moto_server), new_table(moto_server)
+    command = [*FERRY, "materialize", str(SAMPLE_REPO), "--offline-root", s3_root]
+    runs = [
+        subprocess.Popen(
+            [*command, "--online-store", together, *WINDOW, "--batch-rows", size],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for size in ("300", "1000")
+    ]
+    for run in runs:
+        run.communicate(timeout=600)
+        assert run.returncode == 0
+    ferry(
+        "materialize", str(SAMPLE_REPO), "--offline-root", s3_root, "--online-store", alone, *WINDOW
+    )
+    assert snapshot(repo, together) == snapshot(repo, alone)
+    view = repo.view("user_stats")
+    check_stored(view, oracle(repo, view, END1), snapshot(repo, together)["user_stats"])
+
+
+def test_a_killed_run_run_again_ends_as_one_run(
+    moto_server: MotoServer, s3_root: str, repo: FeatureRepo
+) -> None:
+    url = new_table(moto_server)
+    window = [*WINDOW, "--views", "user_stats", "--batch-rows", "200"]
+    run = subprocess.Popen(
+        [
+            *FERRY,
+            "materialize",
+            str(SAMPLE_REPO),
+            "--offline-root",
+            s3_root,
+            "--online-store",
+            url,
+            *window,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(4)  # moto takes ~2.6 ms a row: the run is well under way, far from done
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=30)
+    assert run.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert watermarks(repo, url) == {}
+    ferry(
+        "materialize", str(SAMPLE_REPO), "--offline-root", s3_root, "--online-store", url, *window
+    )
+    view = repo.view("user_stats")
+    check_stored(view, oracle(repo, view, END1), snapshot(repo, url)["user_stats"])
+    assert watermarks(repo, url) == {"user_stats": END1}
+
+
+async def test_unprocessed_keys_are_read_again_until_all_are_answered(
+    dynamodb_url: str,
+) -> None:
+    """moto caps a BatchGetItem reply at 16 MB, as DynamoDB does: 60 rows of 350 KB need
+    more than one call, and the store keeps asking until every key is answered."""
+    codec = RowCodec([Feature("blob", ValueType.BYTES)])
+    table = ViewTable("proj", "big")
+    keys = [encode_key([i]) for i in range(60)]
+    rows = [(key, codec.encode(1, 0, [bytes([i]) * 350_000])) for i, key in enumerate(keys)]
+    store = DynamoOnlineStore(DynamoConfig.from_url(dynamodb_url))
+    try:
+        assert (await store.write(table, rows)).written == 60
+        store.calls.clear()
+        (found,) = await store.read([ReadRequest(table, keys)])
+        assert found == [row for _, row in rows]
+        assert store.calls["batch_get_item"] >= 2
+    finally:
+        await store.close()
+
+
+class ThrottlingProxy:
+    """An HTTP proxy in front of moto that answers DynamoDB requests with
+    ThrottlingException while ``throttle`` is more than 0 (counting down), else forwards."""
+
+    def __init__(self, upstream_port: int, throttle: int) -> None:
+        self.upstream_port = upstream_port
+        self.throttle = throttle
+        self.throttled = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                body = await reader.readexactly(length)
+                if self.throttle != 0:
+                    self.throttle -= 1
+                    self.throttled += 1
+                    payload = json.dumps(
+                        {
+                            "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                            "message": "Rate of requests exceeds the allowed throughput.",
+                        }
+                    ).encode()
+                    writer.write(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0"
+                        + f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                        + payload
+                    )
+                else:
+                    writer.write(await self._forward(head + body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _forward(self, request: bytes) -> bytes:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        try:
+            up_writer.write(request.replace(b"Connection: keep-alive", b"Connection: close"))
+            await up_writer.drain()
+            return await up_reader.read()
+        finally:
+            up_writer.close()
+
+
+@pytest.fixture
+async def throttled(moto_server: MotoServer, dynamodb_url: str) -> Iterator[Any]:
+    proxy = ThrottlingProxy(moto_server.port, throttle=0)
+    await proxy.start()
+    table = dynamodb_url.split("://")[1].split("?")[0]
+    url = f"dynamodb://{table}?region=us-east-1&endpoint_url=http://127.0.0.1:{proxy.port}"
+    yield proxy, url
+    await proxy.stop()
+
+
+async def test_throttling_is_retried_within_a_budget_then_unavailable(throttled: Any) -> None:
+    proxy, url = throttled
+    table = ViewTable("proj", "v")
+    codec = RowCodec([Feature("n", ValueType.INT64)])
+    rows = [(encode_key([i]), codec.encode(1, 0, [i])) for i in range(5)]
+    store = DynamoOnlineStore(DynamoConfig.from_url(url))
+    try:
+        await store.ping()  # opened (the key schema read) before the throttling starts
+        proxy.throttle = 6
+        assert (await store.write(table, rows)).written == 5
+        assert proxy.throttled == 6
+        (found,) = await store.read([ReadRequest(table, [k for k, _ in rows])])
+        assert found == [row for _, row in rows]
+    finally:
+        await store.close()
+    impatient = DynamoOnlineStore(
+        DynamoConfig(**{**DynamoConfig.from_url(url).__dict__, "throttle_budget_s": 0.3})
+    )
+    try:
+        await impatient.ping()
+        proxy.throttle = -1  # for good
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="ThrottlingException"):
+            await impatient.write(table, rows)
+        assert time.monotonic() - started < 3
+    finally:
+        proxy.throttle = 0
+        await impatient.close()
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("s3://no-such-bucket-here/offline", "source s3://no-such-bucket-here/offline/"),
+        ("{bucket}/nowhere", "does not exist"),
+    ],
+)
+def test_s3_sources_that_are_missing(
+    moto_server: MotoServer, s3_root: str, root: str, message: str
+) -> None:
+    bucket = s3_root.rsplit("/", 1)[0]
+    done = ferry(
+        "validate", str(SAMPLE_REPO), "--offline-root", root.format(bucket=bucket), check=False
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreadable_object_on_s3_is_named(moto_server: MotoServer, data: Path) -> None:
+    bucket = f"odd-{uuid.uuid4().hex[:8]}"
+    root = upload_to_s3(data, moto_server, bucket)
+    put_s3_objects(moto_server, bucket, {"offline/merchant_stats/part-zzzzz.parquet": b"no"})
+    odd = f"{bucket}/offline/merchant_stats/part-zzzzz.parquet"
+    done = ferry("validate", str(SAMPLE_REPO), "--offline-root", root, check=False)
+    assert done.returncode == 1
+    assert f"source file {odd}: not a readable Parquet file" in done.stderr
