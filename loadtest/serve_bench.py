@@ -1,6 +1,7 @@
 """Serving benchmark: Ferry over Redis beside a bare grpc.aio echo, same client, same run.
 
-Sets up everything itself on loopback: a redis-server, the fraud data set
+Sets up everything itself on loopback: a redis-server (or, with ``--store dynamodb``, a
+moto server holding a DynamoDB table), the fraud data set
 (datasets/fraud.py, snapshots over the last three days) materialized into it, `ferry serve`
 and loadtest/echo_server.py. Then, with loadtest/loadgen.py's closed loop, for batches of 1,
 10 and 100 entity rows of the 9-feature fraud_v1 service (2 views): RPS, rows/s,
@@ -34,7 +35,7 @@ import workload as workloads
 
 # The real-service launchers have one home, the tests' (tests/services.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.services import running_redis
+from tests.services import AWS_TEST_ENVIRONMENT, running_redis, start_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
@@ -114,13 +115,23 @@ def main() -> None:
         default=[],
         help="pass a flag to ferry serve, e.g. --serve-flag=--store-reads-in-flight=0",
     )
+    parser.add_argument(
+        "--store",
+        choices=["redis", "dynamodb"],
+        default="redis",
+        help="the online store: a redis-server, or DynamoDB on a moto server (both started "
+        "here on loopback)",
+    )
     parser.add_argument("--out", type=Path, help="write results.json (and plots) here")
     args = parser.parse_args()
     settings = loadgen.settings_of(args)
     work = Path(tempfile.mkdtemp(prefix="ferry-serve-bench-"))
     try:
-        with running_redis(work) as redis:
-            report = _run(args, settings, work, redis.url)
+        if args.store == "dynamodb":
+            report = _on_dynamodb(args, settings, work)
+        else:
+            with running_redis(work) as redis:
+                report = _run(args, settings, work, redis.url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
@@ -133,6 +144,21 @@ def main() -> None:
     )
     if errors:
         raise SystemExit(f"{errors} calls failed")
+
+
+def _on_dynamodb(
+    args: argparse.Namespace, settings: loadgen.Settings, work: Path
+) -> dict[str, Any]:
+    """``_run`` against a DynamoDB table on a moto server started (and stopped) here."""
+    os.environ.update(AWS_TEST_ENVIRONMENT)
+    moto = start_moto()
+    try:
+        url = moto.dynamodb_url("ferry-bench")
+        init = [sys.executable, "-m", "ferry.cli.main", "init-store", str(REPO)]
+        subprocess.run([*init, "--online-store", url], check=True, capture_output=True)
+        return _run(args, settings, work, url)
+    finally:
+        moto.stop()
 
 
 def _run(
