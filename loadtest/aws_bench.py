@@ -92,7 +92,9 @@ def serve(store: str, seconds: float, users: int) -> dict[str, Any]:
         [
             *(sys.executable, str(ROOT / "loadtest" / "serve_bench.py"), "--store", store),
             *("--seconds", str(seconds), "--warmup-s", str(min(1.0, seconds / 3))),
-            *("--no-stream", "--users", str(users)),
+            *("--no-stream", "--users", str(users), "--concurrency", "4"),
+            # moto answers a BatchGetItem in milliseconds, not DynamoDB's single digits.
+            "--serve-flag=--store-timeout-ms=10000",
         ],
         capture_output=True,
         text=True,

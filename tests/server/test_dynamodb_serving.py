@@ -19,6 +19,7 @@ from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
 from ferry.core import FeatureRepo
 from ferry.core.timestamps import format_micros
 from ferry.server import FerryServer
+from ferry.stores import DynamoOnlineStore
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
 from tests.services import MotoServer, upload_to_s3
@@ -103,3 +104,26 @@ async def test_verify_finds_no_skew_on_dynamodb(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_concurrent_lookups_share_batch_get_item_calls(
+    dynamodb_server: FerryServer,
+) -> None:
+    """DynamoDB's default natural batching (2 reads in flight): 24 lookups at once need far
+    fewer BatchGetItem calls than lookups."""
+    assert dynamodb_server.features is not None
+    store = dynamodb_server.features.store
+    assert isinstance(store, DynamoOnlineStore)
+    store.calls.clear()
+    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
+        results = await asyncio.gather(
+            *(
+                client.get_online_features(
+                    entities={"user_id": [i], "merchant_id": [f"m{i:07d}"]},
+                    feature_service="fraud_v1",
+                )
+                for i in range(1, 25)
+            )
+        )
+    assert all(result.row_count == 1 for result in results)
+    assert store.calls["batch_get_item"] < 24 / 2

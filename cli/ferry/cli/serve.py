@@ -82,9 +82,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--store-reads-in-flight",
         type=int,
-        default=Limits.store_reads_in_flight,
+        default=None,
         help="natural batching: most store reads at once; requests arriving meanwhile share "
-        f"the next read. 0 turns batching off (default {Limits.store_reads_in_flight})",
+        "the next read. 0 turns batching off. Default: the store's own (0 for SQLite and "
+        "Redis, 2 for DynamoDB)",
     )
     parser.add_argument(
         "--max-push-future-s",

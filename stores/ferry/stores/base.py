@@ -92,6 +92,11 @@ class WriteResult:
 class OnlineStore(Protocol):
     """An online store backend. All methods are coroutines; none retries on its own."""
 
+    natural_batching_reads: int
+    """How many reads the server lets run at once when batching is left to the store
+    (``Limits.store_reads_in_flight`` None): 0 for none, where a store call is as cheap
+    as batching would save."""
+
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         """Rows for every key of every request, None where absent or expired.
 

@@ -68,6 +68,8 @@ class SqliteOnlineStore:
             lets them read while the single writer thread writes. Default 4.
     """
 
+    natural_batching_reads = 0  # reads are local and cheap
+
     def __init__(self, path: str | Path, reader_threads: int = 4) -> None:
         self.path = str(path)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-sqlite-w")
