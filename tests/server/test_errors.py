@@ -12,7 +12,9 @@ from ferry.api.serving.v1 import serving_pb2, serving_pb2_grpc
 from ferry.api.types.v1 import types_pb2
 from ferry.client import AsyncFerryClient, InvalidArgumentError, NotFoundError, RpcError
 from ferry.client._errors import from_rpc_error
+from ferry.core import encode_key
 from ferry.server import FerryServer, Limits, interceptor
+from ferry.stores import ViewTable, open_online_store
 from tests.server.conftest import start_server
 
 USERS = {"user_id": [1, 2]}
@@ -215,3 +217,28 @@ async def test_undecodable_requests_are_logged_once_a_minute(
     warnings = [r for r in caplog.records if "undecodable" in r.getMessage()]
     assert len(warnings) == 1
     assert "GetOnlineFeaturesRequest" in warnings[0].getMessage()
+
+
+async def test_a_stored_row_that_does_not_decode_is_data_loss_not_garbage(
+    loaded_store: str, server: FerryServer
+) -> None:
+    store = open_online_store(loaded_store)
+    try:
+        await store.write(
+            ViewTable("fraud", "user_stats", 2 * 86_400_000_000),
+            [(encode_key([424_242]), b"\x01" + b"\xff" * 40)],  # a version byte, then junk
+        )
+    finally:
+        await store.close()
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(RpcError) as caught:
+            await client.get_online_features(
+                entities={"user_id": [1, 424_242]}, features=["user_stats:txn_count_7d"]
+            )
+        fine = await client.get_online_features(
+            entities={"user_id": [1, 2]}, features=["user_stats:txn_count_7d"]
+        )
+    assert caught.value.code is grpc.StatusCode.DATA_LOSS
+    assert caught.value.reason == "CORRUPT_STORED_ROW"
+    assert caught.value.metadata == {"feature_view": "user_stats", "entity": "424242"}
+    assert fine.row_count == 2  # other entities are served as ever

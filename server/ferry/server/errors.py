@@ -15,6 +15,7 @@ raise these (or core's), and ``ferry.server.interceptor`` turns them into status
     ├── InvalidRequestError       (here)         INVALID_ARGUMENT
     ├── DeadlineError             (here)         DEADLINE_EXCEEDED
     ├── NotImplementedYetError    (here)         UNIMPLEMENTED
+    ├── CorruptStoredRowError     (here)         DATA_LOSS
     └── RegistryError             (here)
         ├── UnknownModelError                    NOT_FOUND
         ├── RegistryUnavailableError             UNAVAILABLE
@@ -55,6 +56,12 @@ class NotImplementedYetError(FerryError):
     reason = "NOT_IMPLEMENTED"
 
 
+class CorruptStoredRowError(FerryError):
+    """A row in the online store does not decode: never served as values."""
+
+    reason = "CORRUPT_STORED_ROW"
+
+
 class RegistryError(FerryError):
     """The model registry could not answer as asked."""
 
@@ -89,6 +96,7 @@ STATUS_CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NotImplementedYetError, grpc.StatusCode.UNIMPLEMENTED),
+    (CorruptStoredRowError, grpc.StatusCode.DATA_LOSS),
     (UnknownModelError, grpc.StatusCode.NOT_FOUND),
     (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (MissingBindingError, grpc.StatusCode.FAILED_PRECONDITION),

@@ -10,21 +10,25 @@ Status of each (row, feature), decided at request time:
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
 
 from ferry.api.types.v1 import types_pb2
 from ferry.core.codec import RowBlock
-from ferry.core.keys import KeyValue
+from ferry.core.errors import InvalidValueError
+from ferry.core.keys import KeyValue, decode_key
+from ferry.server.errors import CorruptStoredRowError
 from ferry.server.serving.batcher import Reader
 from ferry.server.serving.catalog import FeaturePlan, ViewSlot
 from ferry.server.serving.entities import slot_keys
 from ferry.stores.base import ReadRequest
 from ferry.wire import packed
 
+log = logging.getLogger("ferry.server")
 PRESENT = types_pb2.VALUE_STATUS_PRESENT
 NULL_VALUE = types_pb2.VALUE_STATUS_NULL_VALUE
 NOT_FOUND = types_pb2.VALUE_STATUS_NOT_FOUND
@@ -46,9 +50,43 @@ async def read_features(
     stored = await store.read(requests)
     now = time.time_ns() // 1000
     columns: list[bytes] = [b""] * len(plan.names)
-    for slot, found in zip(plan.slots, stored, strict=True):
-        encode_slot(plan, slot, found, now, columns)
+    for slot, request, found in zip(plan.slots, requests, stored, strict=True):
+        try:
+            encode_slot(plan, slot, found, now, columns)
+        except Exception as err:
+            raise _corrupt_row(slot, request.keys, found) or err from err
     return columns
+
+
+def _corrupt_row(
+    slot: ViewSlot, keys: Sequence[bytes], found: list[bytes | None]
+) -> CorruptStoredRowError | None:
+    """The first stored row of a slot that does not decode, as an error naming its view and
+    entity; None when every row decodes (the failure was elsewhere)."""
+    for key, row in zip(keys, found, strict=True):
+        if row is None:
+            continue
+        try:
+            slot.codec.decode(row)
+        except Exception as err:
+            try:
+                entity = ", ".join(map(str, decode_key(key)))
+            except InvalidValueError:
+                entity = key.hex()
+            log.error(
+                "stored row of view %r, entity (%s) does not decode: %s",
+                slot.view.name,
+                entity,
+                err,
+            )
+            return CorruptStoredRowError(
+                f"the stored row of view {slot.view.name!r} for entity ({entity}) does not "
+                "decode; it is not served. Rewrite it (materialize or push), or remove it with "
+                "ferry delete-rows",
+                feature_view=slot.view.name,
+                entity=entity,
+            )
+    return None
 
 
 def encode_slot(
