@@ -23,7 +23,7 @@ from ferry.core.errors import StoreUnavailableError
 from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable
 from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
 from tests.e2e.test_materialize import END1, snapshot, watermarks
-from tests.services import MotoServer, put_s3_objects, upload_to_s3
+from tests.services import MotoServer, free_port, put_s3_objects, upload_to_s3
 
 FERRY = [sys.executable, "-m", "ferry.cli.main"]
 WINDOW = ["--start", "2025-12-01", "--end", "2026-01-03T12:00:00Z"]
@@ -108,6 +108,30 @@ def test_a_missing_table_is_one_clear_message(moto_server: MotoServer, s3_root: 
     assert "DynamoDB table 'never-created'" in done.stderr
     assert "does not exist: create it with 'ferry init-store" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_endpoint_or_region_is_one_clear_message(
+    moto_server: MotoServer, s3_root: str
+) -> None:
+    table = new_table(moto_server).split("://")[1].split("?")[0]
+    nowhere = f"dynamodb://{table}?region=us-east-1&endpoint_url=http://127.0.0.1:{free_port()}"
+    elsewhere = f"dynamodb://{table}?region=eu-west-3&endpoint_url={moto_server.endpoint}"
+    for url, message in [(nowhere, "is unreachable"), (elsewhere, "in eu-west-3")]:
+        started = time.monotonic()
+        done = ferry(
+            "materialize",
+            str(SAMPLE_REPO),
+            "--offline-root",
+            s3_root,
+            "--online-store",
+            url,
+            *WINDOW,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert time.monotonic() - started < 30
 
 
 def test_two_overlapping_runs_end_as_one_run(

@@ -131,8 +131,10 @@ class DynamoOnlineStore:
         self._client: Any = None
         self._exit = contextlib.AsyncExitStack()
         self._opening = asyncio.Lock()
-        self._where = f"DynamoDB table {config.table!r}" + (
-            f" at {config.endpoint_url}" if config.endpoint_url else ""
+        self._where = (
+            f"DynamoDB table {config.table!r}"
+            + (f" in {config.region}" if config.region else "")
+            + (f" at {config.endpoint_url}" if config.endpoint_url else "")
         )
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
