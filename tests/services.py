@@ -148,18 +148,24 @@ AWS_TEST_ENVIRONMENT = {
 }
 
 
-def start_moto() -> MotoServer:
-    """Start moto_server on a free loopback port; a missing binary is a setup error."""
+def start_moto(check_credentials: bool = False) -> MotoServer:
+    """Start moto_server on a free loopback port; a missing binary is a setup error. With
+    ``check_credentials`` it refuses every request not signed by a user it knows (moto's
+    IAM mode), as AWS refuses wrong credentials."""
     binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
     if not Path(binary).exists():
         raise RuntimeError(
             "moto_server is not installed: run bash scripts/test.sh (it installs it)"
         )
     port = free_port()
+    environment = {**os.environ}
+    if check_credentials:
+        environment["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     process = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=environment,
     )
     server = MotoServer(process, port)
     deadline = time.monotonic() + 30

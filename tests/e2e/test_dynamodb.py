@@ -23,7 +23,7 @@ from ferry.core.errors import StoreUnavailableError
 from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable
 from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
 from tests.e2e.test_materialize import END1, snapshot, watermarks
-from tests.services import MotoServer, free_port, put_s3_objects, upload_to_s3
+from tests.services import MotoServer, free_port, put_s3_objects, start_moto, upload_to_s3
 
 FERRY = [sys.executable, "-m", "ferry.cli.main"]
 WINDOW = ["--start", "2025-12-01", "--end", "2026-01-03T12:00:00Z"]
@@ -132,6 +132,50 @@ def test_a_wrong_endpoint_or_region_is_one_clear_message(
         assert message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert time.monotonic() - started < 30
+
+
+@pytest.fixture(scope="module")
+def strict_moto(moto_server: MotoServer) -> Iterator[MotoServer]:
+    """A second moto that knows no user: the test credentials are refused."""
+    server = start_moto(check_credentials=True)
+    yield server
+    server.stop()
+
+
+def test_refused_credentials_are_named_for_dynamodb_and_s3(strict_moto: MotoServer) -> None:
+    url = strict_moto.dynamodb_url("any")
+    done = ferry("init-store", str(SAMPLE_REPO), "--online-store", url, check=False)
+    assert done.returncode == 1
+    assert "InvalidClientTokenId" in done.stderr or "access denied" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    env = {**os.environ, "AWS_ENDPOINT_URL": strict_moto.endpoint}
+    validate = [*FERRY, "validate", str(SAMPLE_REPO), "--offline-root", "s3://any/where"]
+    done = subprocess.run(validate, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "ACCESS_DENIED" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_credentials_at_all_is_named(moto_server: MotoServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS_KEY")}
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+    url = moto_server.dynamodb_url("any")
+    init = [*FERRY, "init-store", str(SAMPLE_REPO), "--online-store", url]
+    done = subprocess.run(init, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "no AWS credentials found" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_refused_credentials_make_health_say_why(strict_moto: MotoServer) -> None:
+    store = DynamoOnlineStore(DynamoConfig.from_url(strict_moto.dynamodb_url("any")))
+    try:
+        with pytest.raises(StoreUnavailableError) as caught:
+            await store.ping()
+    finally:
+        await store.close()
+    assert caught.value.reason == "STORE_AUTHENTICATION_FAILED"
 
 
 def test_two_overlapping_runs_end_as_one_run(

@@ -49,6 +49,7 @@ _THROTTLED = {
 }
 _DENIED = {
     "UnrecognizedClientException",
+    "InvalidClientTokenId",
     "InvalidSignatureException",
     "AccessDeniedException",
     "MissingAuthenticationTokenException",
@@ -339,7 +340,7 @@ class DynamoOnlineStore:
         """One DynamoDB call; throttling retried with backoff within the budget, and every
         failure turned into a Ferry store error."""
         # Imported here: botocore comes with the optional aiobotocore dependency.
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         deadline = time.monotonic() + self.config.throttle_budget_s
         attempt = 0
@@ -350,6 +351,9 @@ class DynamoOnlineStore:
             except ClientError as err:
                 code = err.response.get("Error", {}).get("Code", "")
                 message = err.response.get("Error", {}).get("Message", "")
+                status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 403 and code not in _DENIED:  # a body botocore could not read
+                    code, message = "AccessDeniedException", "access denied (HTTP 403)"
                 if code == "ConditionalCheckFailedException":
                     raise _ConditionFailedError from err
                 if code in _THROTTLED and time.monotonic() < deadline:
@@ -357,7 +361,11 @@ class DynamoOnlineStore:
                     await asyncio.sleep(_backoff_s(attempt))
                     continue
                 raise self._error(code, message) from err
-            except BotoCoreError as err:  # no connection, timeouts, no credentials, ...
+            except NoCredentialsError as err:  # a configuration error, not an outage
+                raise StoreAuthenticationError(
+                    f"{self._where}: no AWS credentials found (environment, profile, role): {err}"
+                ) from err
+            except BotoCoreError as err:  # no connection, timeouts, ...
                 raise StoreUnavailableError(f"{self._where} is unreachable: {err}") from err
 
     def _error(self, code: str, message: str) -> StoreError:
