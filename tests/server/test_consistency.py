@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ferry.client import AsyncFerryClient
+from ferry.client import AsyncFerryClient, OnlineFeatures
 from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
 from ferry.core import FeatureRepo
 from ferry.server import FerryServer
@@ -34,6 +34,12 @@ async def test_training_frame_equals_served_features(
             },
             feature_service="fraud_v2",
         )
+    assert_served_equals_training(served, frame, pairs.num_rows)
+
+
+def assert_served_equals_training(served: OnlineFeatures, frame: pa.Table, rows: int) -> None:
+    """Every served value (the stale one where OUTSIDE_MAX_AGE) and its event time equal
+    the training frame's, row for row."""
     compared = 0
     for feature in served:
         offline = frame[feature.name].to_pylist()
@@ -45,4 +51,4 @@ async def test_training_frame_equals_served_features(
             assert online == offline[i], (feature.name, i, status)
             assert feature.event_timestamps[i] == (times[i] or 0), (feature.name, i)
             compared += 1
-    assert compared == pairs.num_rows * len(served.names)
+    assert compared == rows * len(served.names)

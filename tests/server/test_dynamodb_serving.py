@@ -15,13 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferry.client import AsyncFerryClient
-from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
+from ferry.client.training import get_training_frame
 from ferry.core import FeatureRepo
 from ferry.core.timestamps import format_micros
 from ferry.server import FerryServer
 from ferry.stores import DynamoOnlineStore
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
+from tests.server.test_consistency import assert_served_equals_training
 from tests.services import MotoServer, upload_to_s3
 
 
@@ -74,17 +75,7 @@ async def test_training_frame_from_s3_equals_what_dynamodb_serves(
             },
             feature_service="fraud_v2",
         )
-    compared = 0
-    for feature in served:
-        offline = frame[feature.name].to_pylist()
-        view = feature.name.split(":")[0]
-        times = frame[view + EVENT_TIMESTAMP_SUFFIX].cast(pa.int64()).to_pylist()
-        for i, status in enumerate(feature.statuses):
-            online = feature.values[i] if status != "OUTSIDE_MAX_AGE" else feature.stale_values[i]
-            assert online == offline[i], (feature.name, i, status)
-            assert feature.event_timestamps[i] == (times[i] or 0), (feature.name, i)
-            compared += 1
-    assert compared == pairs.num_rows * len(served.names)
+    assert_served_equals_training(served, frame, pairs.num_rows)
     assert {s for f in served for s in f.statuses} >= {"PRESENT", "NOT_FOUND"}
 
 

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from ferry.cli.compose import open_store
+from ferry.cli.entity_options import add_view_entity_arguments
 from ferry.cli.lookup import entity_keys
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.codec import event_timestamp_of
@@ -30,14 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "deletes them. Re-run the materialization (or push) afterwards to store the right rows.",
     )
     add_repo_arguments(parser)
-    parser.add_argument("--view", required=True, help="the feature view")
-    parser.add_argument(
-        "--entity",
-        action="append",
-        required=True,
-        metavar="KEY=V1,V2,...",
-        help="values of one join key; repeat for each join key of the view",
-    )
+    add_view_entity_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="delete (default: only show)")
     parser.set_defaults(run=run)
 

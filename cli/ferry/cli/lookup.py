@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ferry.cli.compose import open_store
-from ferry.cli.entity_options import raw_entity_options
+from ferry.cli.entity_options import add_view_entity_arguments, raw_entity_options
 from ferry.cli.output import jsonable
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.core.codec import RowCodec
@@ -30,14 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print stored rows of one view for some entities, straight from the online store",
     )
     add_repo_arguments(parser)
-    parser.add_argument("--view", required=True, help="the feature view")
-    parser.add_argument(
-        "--entity",
-        action="append",
-        required=True,
-        metavar="KEY=V1,V2,...",
-        help="values of one join key; repeat for each join key of the view",
-    )
+    add_view_entity_arguments(parser)
     parser.set_defaults(run=run)
 
 
