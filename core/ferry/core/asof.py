@@ -108,6 +108,10 @@ def latest_per_key(
     materializer writes. Keys without a match (all rows later than ``at_micros``, or too old
     for the TTL) are left out.
     """
+    if features.num_rows <= 1:
+        # One row is its key's only candidate, so the rule comes down to its bounds; this
+        # spares a push of one row the group-by and sort (~0.3 ms of fixed cost).
+        return _single_row_match(features, join_keys, at_micros, event_timestamp, ttl_micros)
     keys = (
         features.select(list(join_keys)).group_by(list(join_keys), use_threads=False).aggregate([])
     )
@@ -124,6 +128,24 @@ def latest_per_key(
         ttl_micros=ttl_micros,
     )
     return np.sort(found[found != NO_MATCH])
+
+
+def _single_row_match(
+    features: pa.Table,
+    join_keys: Sequence[str],
+    at_micros: int,
+    event_timestamp: str,
+    ttl_micros: int | None,
+) -> np.ndarray:
+    """``latest_per_key`` of a table of at most one row."""
+    if features.num_rows == 0:
+        return np.empty(0, dtype=np.int64)
+    events, valid = _micros(features[event_timestamp])
+    event = int(events[0])
+    keyed = all(features[key].null_count == 0 for key in join_keys)
+    alive = ttl_micros is None or event > at_micros - ttl_micros
+    matches = bool(valid[0]) and keyed and event <= at_micros and alive
+    return np.zeros(1 if matches else 0, dtype=np.int64)
 
 
 def _micros(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -71,7 +71,8 @@ def ingest_rows(
         created_timestamp=source.created_timestamp_field,
         ttl_micros=view.ttl_micros if use_ttl else None,
     )
-    latest = usable.take(chosen)
+    everything = len(chosen) == usable.num_rows  # chosen is sorted: then it is every row
+    latest = usable if everything else usable.take(chosen)
     keys = encode_key_columns([latest[k] for k in view.join_key_names])
     try:
         rows = codec.encode_table(latest, source.timestamp_field, source.created_timestamp_field)
@@ -96,8 +97,9 @@ def ingest_rows(
 
 def _placeable(table: pa.Table, view: FeatureView) -> np.ndarray | None:
     """The mask of rows with an event time and every join key; None when that is all."""
-    if table.num_rows == 0:
-        return None
+    columns = [view.source.timestamp_field, *view.join_key_names]
+    if table.num_rows == 0 or all(table[name].null_count == 0 for name in columns):
+        return None  # null counts are metadata: no pass over the rows
     has_time = pc.is_valid(table[view.source.timestamp_field])
     has_key = functools.reduce(pc.and_, [pc.is_valid(table[k]) for k in view.join_key_names])
     keep = np.asarray(pc.and_(has_time, has_key))
