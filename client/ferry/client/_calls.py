@@ -17,6 +17,7 @@ from ferry.client._requests import (
 )
 from ferry.client._results import OnlineFeatures, decode_online_features
 from ferry.client.registry import ModelVersion, selector
+from ferry.core.errors import InvalidValueError
 
 T = TypeVar("T")
 
@@ -44,9 +45,16 @@ class PushResult:
 
 
 def online_features(
-    features: Sequence[str] | None, feature_service: str | None, entities: Columns
+    features: Sequence[str] | None,
+    feature_service: str | None,
+    entities: Columns | None,
+    entity_rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Call[OnlineFeatures]:
-    request = online_features_request(features, feature_service, entities)
+    if (entities is None) == (entity_rows is None):
+        raise InvalidValueError("pass exactly one of entities= and entity_rows=")
+    request = online_features_request(
+        features, feature_service, entities if entity_rows is None else entity_rows
+    )
     return Call("GetOnlineFeatures", request, decode_online_features, retry=True)
 
 

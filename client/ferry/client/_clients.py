@@ -62,17 +62,27 @@ class FerryClient:
     def get_online_features(
         self,
         *,
-        entities: Columns,
+        entities: Columns | None = None,
         features: Sequence[str] | None = None,
         feature_service: str | None = None,
         timeout_s: float | None = None,
+        entity_rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> OnlineFeatures:
-        """Features of every entity row; ``entities`` maps join key -> values.
+        """Features of every entity row.
+
+        Args:
+            entities: The entity rows as columns, in any shape: a dict of join key to a
+                list, numpy array, pandas Series or pyarrow array; a pyarrow Table or
+                RecordBatch; a pandas DataFrame; or a list of row dicts.
+            entity_rows: Or, as in Feast, one dict per entity row.
 
         Raises:
+            InvalidValueError: neither or both of ``entities`` and ``entity_rows``, or a
+                column whose type cannot be told (named, with what it holds).
             RpcError: a subclass per status code (NotFoundError, InvalidArgumentError, ...).
         """
-        return self._run(calls.online_features(features, feature_service, entities), timeout_s)
+        call = calls.online_features(features, feature_service, entities, entity_rows)
+        return self._run(call, timeout_s)
 
     def get_model_features(
         self,
@@ -174,13 +184,14 @@ class AsyncFerryClient:
     async def get_online_features(
         self,
         *,
-        entities: Columns,
+        entities: Columns | None = None,
         features: Sequence[str] | None = None,
         feature_service: str | None = None,
         timeout_s: float | None = None,
+        entity_rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> OnlineFeatures:
         """See ``FerryClient.get_online_features``."""
-        call = calls.online_features(features, feature_service, entities)
+        call = calls.online_features(features, feature_service, entities, entity_rows)
         return await self._run(call, timeout_s)
 
     async def get_model_features(

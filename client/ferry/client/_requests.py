@@ -6,6 +6,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 
 from ferry.api.registry.v1 import registry_pb2
@@ -16,7 +17,12 @@ from ferry.core.timestamps import datetime_to_micros
 from ferry.core.types import ValueType
 from ferry.wire.columns import FIELD_OF, fill_column
 
-Columns: TypeAlias = Mapping[str, Sequence[Any]] | pa.Table
+Columns: TypeAlias = (
+    Mapping[str, Any] | pa.Table | pa.RecordBatch | Sequence[Mapping[str, Any]] | Any
+)
+"""Entity or push columns, in any shape a Python user has: a mapping of join key to a list,
+a numpy array, a pandas Series or a pyarrow array; a pyarrow Table or RecordBatch; a pandas
+DataFrame (or anything else with the Arrow stream interface); or a list of row dicts."""
 
 
 def online_features_request(
@@ -56,10 +62,7 @@ def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Colu
 def push_request(
     view: str, rows: Columns | Sequence[Mapping[str, Any]]
 ) -> serving_pb2.PushFeaturesRequest:
-    """A PushFeatures request from columns, a pyarrow Table, or a list of row dicts."""
-    if isinstance(rows, Sequence) and not isinstance(rows, pa.Table):
-        names = list(dict.fromkeys(name for row in rows for name in row))
-        rows = {name: [row.get(name) for row in rows] for name in names}
+    """A PushFeatures request from columns in any shape (``Columns``)."""
     request = serving_pb2.PushFeaturesRequest(view=view)
     for name, (kind, values, nulls) in typed_columns(rows).items():
         fill_column(request.columns[name], kind, values)
@@ -69,23 +72,75 @@ def push_request(
 
 
 def typed_columns(columns: Columns) -> dict[str, tuple[ValueType, list[Any], list[int]]]:
-    """Each column's wire type, values (timestamps as µs) and null row indexes."""
-    out = {}
+    """Each column's wire type, values (timestamps as µs) and null row indexes.
+
+    Arrays (numpy, pandas, Arrow) are typed once per column by Arrow; lists of Python values
+    by their values.
+
+    Raises:
+        InvalidValueError: not a shape of columns, or a column whose type cannot be told or
+            sent; the message names the column and what it holds.
+    """
+    return {name: _typed(name, column) for name, column in _as_columns(columns).items()}
+
+
+def _as_columns(columns: Columns) -> Mapping[str, Any]:
+    """The columns by name, each a list (Python values) or an Arrow array."""
+    if isinstance(columns, pa.RecordBatch):
+        columns = pa.Table.from_batches([columns])
     if isinstance(columns, pa.Table):
-        for name in columns.column_names:
-            kind = _arrow_kind(name, columns.schema.field(name).type)
-            column = columns[name]
-            if kind is ValueType.TIMESTAMP:
-                column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-            values = column.to_pylist()
-            out[name] = (kind, values, [i for i, v in enumerate(values) if v is None])
-        return out
-    for name, raw in columns.items():
-        values = [datetime_to_micros(v) if isinstance(v, datetime) else v for v in raw]
-        # An empty column has no type to tell; any will do, the server sees zero rows.
-        kind = _python_kind(name, [v for v in raw if v is not None]) if raw else ValueType.INT64
-        out[name] = (kind, values, [i for i, v in enumerate(values) if v is None])
-    return out
+        return {name: columns[name] for name in columns.column_names}
+    if isinstance(columns, Mapping):
+        return {name: _as_column(name, column) for name, column in columns.items()}
+    if isinstance(columns, Sequence) and not isinstance(columns, str | bytes):
+        if not all(isinstance(row, Mapping) for row in columns):
+            raise InvalidValueError("a list of entities must hold one dict per row")
+        names = list(dict.fromkeys(name for row in columns for name in row))
+        return {name: [row.get(name) for row in columns] for name in names}
+    if hasattr(columns, "__arrow_c_stream__") or _is_dataframe(columns):
+        # pandas DataFrames (and polars, ...): Arrow converts every column at once.
+        return _as_columns(pa.table(columns))
+    raise InvalidValueError(
+        "entities must be a dict of columns, a list of row dicts, a pyarrow Table or "
+        f"RecordBatch, or a pandas DataFrame; got {type(columns).__name__}"
+    )
+
+
+def _as_column(name: str, column: Any) -> Any:
+    if isinstance(column, list | tuple):
+        # numpy scalars (``list(np.array([...]))``) as the Python values they stand for
+        return [v.item() if isinstance(v, np.generic) else v for v in column]
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return column
+    if hasattr(column, "__array__") or hasattr(column, "__arrow_array__"):
+        try:  # numpy arrays and pandas Series, typed once by Arrow
+            return pa.array(column, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise InvalidValueError(f"column {name!r} cannot be read as one type: {err}") from err
+    if isinstance(column, str | bytes) or not isinstance(column, Sequence):
+        raise InvalidValueError(
+            f"column {name!r} must be a list or an array of values, got {type(column).__name__}"
+        )
+    return list(column)
+
+
+def _is_dataframe(value: Any) -> bool:
+    return type(value).__module__.startswith("pandas") and hasattr(value, "columns")
+
+
+def _typed(name: str, column: Any) -> tuple[ValueType, list[Any], list[int]]:
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        kind = _arrow_kind(name, column.type)
+        if kind is ValueType.TIMESTAMP:
+            if column.type.tz is None:  # naive times are UTC, as everywhere in Ferry
+                column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+            column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        values = column.to_pylist()
+        return kind, values, [i for i, v in enumerate(values) if v is None]
+    values = [datetime_to_micros(v) if isinstance(v, datetime) else v for v in column]
+    # An empty column has no type to tell; any will do, the server sees zero rows.
+    kind = _python_kind(name, [v for v in column if v is not None]) if column else ValueType.INT64
+    return kind, values, [i for i, v in enumerate(values) if v is None]
 
 
 def _python_kind(name: str, values: list[Any]) -> ValueType:
@@ -135,7 +190,11 @@ def _list_kind(value: Sequence[Any]) -> ValueType | None:
 
 
 def _arrow_kind(name: str, arrow_type: pa.DataType) -> ValueType:
+    if pa.types.is_string_view(arrow_type):
+        return ValueType.STRING
     for kind in FIELD_OF:
         if kind.accepts(arrow_type):
             return kind
-    raise InvalidValueError(f"column {name!r} has type {arrow_type}, which Ferry cannot send")
+    if pa.types.is_null(arrow_type):
+        raise InvalidValueError(f"column {name!r} holds only nulls: its type cannot be told")
+    raise InvalidValueError(f"column {name!r} holds {arrow_type}, which Ferry cannot send")
