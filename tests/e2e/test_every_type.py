@@ -198,3 +198,63 @@ def test_lookup_rejects_bad_entities(repo_file: Path, entities: list[str], messa
     )
     assert done.returncode == 1
     assert message in done.stderr
+
+
+def test_verify_and_get_agree_on_every_type_with_nan_and_infinities(tmp_path: Path) -> None:
+    """verify finds no skew on a consistent store of every type, NaN, infinities, empty
+    lists and nulls included (NaN served for NaN expected is a match; a timestamp is an
+    instant), and its and ``ferry get --json``'s lines are strict JSON."""
+    extra = {
+        "thing_id": [4],
+        "ts": [datetime(2026, 1, 1, 6, 0)],
+        "f64": [float("nan")],
+        "f32": [float("inf")],
+        "l_f64": [[float("nan"), float("-inf"), 1.0]],
+        "l_f32": [[float("-inf")]],
+    }
+    table = pa.table(ROWS)
+    row = {name: extra.get(name, [None]) for name in table.column_names}
+    table = pa.concat_tables([table, pa.table(row, schema=table.schema)])
+    (tmp_path / "offline").mkdir()
+    pq.write_table(table, tmp_path / "offline" / "things.parquet")
+    repo_file = tmp_path / "repo.yaml"
+    repo_file.write_text(REPO)
+    ferry = [sys.executable, "-m", "ferry.cli.main"]
+    subprocess.run(
+        [*ferry, "materialize", str(repo_file), "--start", "2025-01-01", "--end", "2026-01-03"],
+        check=True,
+        capture_output=True,
+    )
+    server = subprocess.Popen(
+        [*ferry, "serve", str(repo_file), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        target = json.loads(server.stdout.readline())["address"]
+
+        def no_constants(name: str) -> None:
+            raise AssertionError(f"not strict JSON: {name}")
+
+        verify = [*ferry, "verify", str(repo_file), "--target", target, "--at", "2026-01-03"]
+        done = subprocess.run(verify, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1], parse_constant=no_constants)
+        assert summary["mismatches"] == 0
+        assert summary["values_compared"] == 4 * 13  # 4 things, 13 features
+        get = [*ferry, "get", "--target", target, "--features", "things:*", "--json"]
+        done = subprocess.run(
+            [*get, "--entity", "thing_id=4,1"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        four = json.loads(done.stdout.splitlines()[0], parse_constant=no_constants)
+        assert four["things:f64"]["value"] == "NaN"
+        assert four["things:f32"]["value"] == "Infinity"
+        assert four["things:l_f64"]["value"] == ["NaN", "-Infinity", 1.0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stdout is not None:
+            server.stdout.close()

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     rows = _rows(entities, result)
     if args.json:
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(row, ensure_ascii=False, allow_nan=False))
     else:
         _print_table(entities, result)
     return 0

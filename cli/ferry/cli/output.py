@@ -1,8 +1,11 @@
-"""How the CLI prints feature values as JSON: timestamps as ISO 8601, bytes as base64."""
+"""How the CLI prints feature values as JSON: timestamps as ISO 8601, bytes as base64, and
+the floats JSON has no literal for as the strings "NaN", "Infinity" and "-Infinity", so
+every line is strict JSON (``json.dumps(..., allow_nan=False)`` holds)."""
 
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from ferry.core.timestamps import format_micros
@@ -17,4 +20,15 @@ def jsonable(kind: ValueType, value: Any) -> Any:
         return format_micros(value)
     if kind is ValueType.BYTES:
         return base64.b64encode(value).decode()
+    return strict(value)
+
+
+def strict(value: Any) -> Any:
+    """``value`` with non-finite floats (also inside lists and dicts) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
     return value

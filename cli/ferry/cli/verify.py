@@ -8,6 +8,7 @@ import json
 import sys
 
 from ferry.cli.compose import open_store
+from ferry.cli.output import strict
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.client import FerryClient
 from ferry.client.skew_check import sample_keys, verify_view
@@ -50,15 +51,18 @@ def run(args: argparse.Namespace) -> int:
             for m in mismatches:
                 print(
                     json.dumps(
-                        {
-                            "kind": "mismatch",
-                            "view": m.view,
-                            "feature": m.feature,
-                            "entity": m.entity,
-                            "served": m.served,
-                            "expected": m.expected,
-                        },
+                        strict(
+                            {
+                                "kind": "mismatch",
+                                "view": m.view,
+                                "feature": m.feature,
+                                "entity": m.entity,
+                                "served": m.served,
+                                "expected": m.expected,
+                            }
+                        ),
                         default=str,
+                        allow_nan=False,
                     )
                 )
     print(

@@ -9,9 +9,11 @@ store still holds an older row, OUTSIDE_MAX_AGE with a row older than the TTL at
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +21,7 @@ import pyarrow as pa
 from ferry.client._clients import FerryClient
 from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
 from ferry.core.repo import FeatureRepo, FeatureView
+from ferry.core.timestamps import datetime_to_micros
 from ferry.stores.offline import open_source
 
 _CHUNK = 1_000
@@ -116,10 +119,18 @@ def _agrees(
 
 
 def _equal(a: Any, b: Any) -> bool:
+    """Served ``a`` against expected ``b``: NaN equals NaN (the same stored value), and an
+    instant served as µs equals the training frame's datetime of it."""
     if isinstance(a, Sequence) and not isinstance(a, str | bytes):
         return (
             isinstance(b, Sequence)
             and len(a) == len(b)
             and all(_equal(x, y) for x, y in zip(a, b, strict=True))
         )
+    if isinstance(b, datetime):
+        b = datetime_to_micros(b)
+    if isinstance(a, datetime):
+        a = datetime_to_micros(a)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
     return bool(a == b)
