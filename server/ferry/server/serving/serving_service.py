@@ -136,7 +136,7 @@ class ServingService:
         Requests are answered one at a time: no task per message, which is what makes a
         streamed lookup cheaper than a unary call. A lookup that fails with a Ferry error
         (bad request, store down) is answered with that error; anything else ends the stream
-        as INTERNAL (see ``errors.guard_stream``).
+        as INTERNAL (see ``ferry.server.interceptor.guard_stream``).
         """
         async for message in requests:
             try:
