@@ -79,7 +79,8 @@ class DynamoConfig:
         max_pool_connections: HTTP connections kept open. Default 50 (botocore's 10
             queues concurrent BatchGetItem calls).
         max_writes_in_flight: Conditional PutItems sent at once by one write. Default 32.
-        throttle_budget_s: How long one call retries throttling before failing. Default 10.
+        throttle_budget_s: How long one call retries throttling (or UnprocessedKeys) before
+            failing UNAVAILABLE, in seconds. Default 10.
     """
 
     table: str
@@ -281,8 +282,14 @@ class DynamoOnlineStore:
         }
         found: dict[bytes, bytes] = {}
         attempt = 0
+        give_up = time.monotonic() + self.config.throttle_budget_s
         while pending:
             if attempt:  # UnprocessedKeys: the table is busy or the reply hit 16 MB
+                if time.monotonic() > give_up:  # the server's deadline is usually sooner
+                    raise StoreUnavailableError(
+                        f"{self._where}: keys still unprocessed after "
+                        f"{self.config.throttle_budget_s:g} s of retries"
+                    )
                 await asyncio.sleep(_backoff_s(attempt))
             reply = await self._call(client.batch_get_item, RequestItems=pending)
             for item in reply.get("Responses", {}).get(self.config.table, []):
