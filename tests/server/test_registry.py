@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from ferry.cli.compose import RegistryConfig
+from ferry.cli.compose import RegistryConfig, open_registry
 from ferry.client import (
     AsyncFerryClient,
     FailedPreconditionError,
@@ -27,7 +27,8 @@ from ferry.client import (
     RetryPolicy,
     UnimplementedError,
 )
-from ferry.server import FerryServer
+from ferry.client._errors import from_rpc_error
+from ferry.server import FerryServer, ServerConfig
 from ferry.server.registry import WebhookReceiver, signature_ok
 from tests.server.conftest import start_server
 from tests.server.mlflow_fixtures import MODEL, MlflowServer, register_versions
@@ -104,6 +105,7 @@ async def test_get_model_features_equals_get_online_features(
         direct = await client.get_online_features(feature_service="fraud_v1", entities=ENTITIES)
         with pytest.raises(FailedPreconditionError) as caught:
             await client.get_model_features(MODEL, alias="unbound", entities=ENTITIES)
+    assert "bind_feature_service(model, version, service)" in str(caught.value)  # the fix
     assert version.version == 1
     assert features.names == direct.names
     for mine, theirs in zip(features, direct, strict=True):
@@ -321,3 +323,33 @@ async def test_the_webhook_receiver_refuses_odd_bodies_and_ignores_replays() -> 
         assert changed == ["m1"]
     finally:
         await receiver.stop()
+
+
+@pytest.mark.parametrize(
+    "method", ["GetModelFeatures", "GetOnlineFeatures", "StreamOnlineFeatures"]
+)
+async def test_a_registry_only_server_says_why_it_serves_no_features(
+    sqlite_registry: str, method: str
+) -> None:
+    server = FerryServer(
+        ServerConfig(port=0), registry=open_registry(RegistryConfig(sqlite_registry))
+    )
+    await server.start()
+    path = f"/ferry.api.serving.v1.ServingService/{method}"
+
+    async def call(channel: grpc.aio.Channel) -> None:
+        if method != "StreamOnlineFeatures":
+            await channel.unary_unary(path)(b"", timeout=5)
+            return
+        async for _ in channel.stream_stream(path)(iter([b""]), timeout=5):
+            pass
+
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(channel)
+    finally:
+        await server.stop(0)
+    error = from_rpc_error(caught.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED")
+    assert "serves the model registry only (--registry-only)" in str(error)

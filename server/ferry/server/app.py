@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -23,8 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ferry.api.serving.v1 import serving_pb2
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
+from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
 from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiver
@@ -132,6 +134,8 @@ class FerryServer:
                 self.server,
             )
             services.append(SERVING_SERVICE)
+        else:
+            _refuse_serving(self.server)
         if self.registry is not None:
             add_registry_service(self.registry, self.server)
             services.append(REGISTRY_SERVICE)
@@ -199,6 +203,38 @@ class FerryServer:
             await _bounded_step("model registry", self.registry.stop(), 5)
         if self.features is not None:
             await _bounded_step("online store", self.features.store.close(), 10)
+
+
+def _refuse_serving(server: grpc.aio.Server) -> None:
+    """On a registry-only server, ServingService's methods say why they are not served
+    (UNIMPLEMENTED with Ferry's reason) instead of gRPC's bare "Method not found!"."""
+
+    def refusal() -> NotImplementedYetError:
+        return NotImplementedYetError(
+            "this server serves the model registry only (--registry-only): serve features, "
+            "GetModelFeatures included, with ferry serve REPO_FILE --registry-uri URI"
+        )
+
+    async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise refusal()
+
+    async def refuse_stream(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        for _ in ():  # a yield makes this an async generator, as stream handlers are
+            yield b""
+        raise refusal()
+
+    methods = serving_pb2.DESCRIPTOR.services_by_name["ServingService"].methods
+    handlers = {
+        method.name: grpc.stream_stream_rpc_method_handler(refuse_stream)
+        if method.client_streaming
+        else grpc.unary_unary_rpc_method_handler(refuse)
+        for method in methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVING_SERVICE, handlers),)
+    )
 
 
 ServerBuilder = Callable[[ServerConfig], FerryServer]

@@ -171,7 +171,8 @@ class ServingService:
         if not service:
             raise MissingBindingError(
                 f"model {request.model_name!r} version {found.version.version} has no "
-                f"{FEATURE_SERVICE_TAG!r} tag naming the feature service it was trained with",
+                f"{FEATURE_SERVICE_TAG!r} tag naming the feature service it was trained with; "
+                "bind it with ferry.client.bind_feature_service(model, version, service)",
                 model=request.model_name,
                 version=found.version.version,
             )
