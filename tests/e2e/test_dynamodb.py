@@ -92,22 +92,27 @@ def test_init_store_creates_once_and_refuses_a_foreign_table(moto_server: MotoSe
     assert "Traceback" not in done.stderr
 
 
-def test_a_missing_table_is_one_clear_message(moto_server: MotoServer, s3_root: str) -> None:
-    url = moto_server.dynamodb_url("never-created")
+def failed_materialization(offline_root: str, url: str) -> str:
+    """The one line a materialization into ``url`` that must fail prints (exit 1)."""
     done = ferry(
         "materialize",
         str(SAMPLE_REPO),
         "--offline-root",
-        s3_root,
+        offline_root,
         "--online-store",
         url,
         *WINDOW,
         check=False,
     )
     assert done.returncode == 1
-    assert "DynamoDB table 'never-created'" in done.stderr
-    assert "does not exist: create it with 'ferry init-store" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def test_a_missing_table_is_one_clear_message(moto_server: MotoServer, s3_root: str) -> None:
+    error = failed_materialization(s3_root, moto_server.dynamodb_url("never-created"))
+    assert "DynamoDB table 'never-created'" in error
+    assert "does not exist: create it with 'ferry init-store" in error
 
 
 def test_a_wrong_endpoint_or_region_is_one_clear_message(
@@ -118,19 +123,8 @@ def test_a_wrong_endpoint_or_region_is_one_clear_message(
     elsewhere = f"dynamodb://{table}?region=eu-west-3&endpoint_url={moto_server.endpoint}"
     for url, message in [(nowhere, "is unreachable"), (elsewhere, "in eu-west-3")]:
         started = time.monotonic()
-        done = ferry(
-            "materialize",
-            str(SAMPLE_REPO),
-            "--offline-root",
-            s3_root,
-            "--online-store",
-            url,
-            *WINDOW,
-            check=False,
-        )
-        assert done.returncode == 1
-        assert message in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
+        error = failed_materialization(s3_root, url)
+        assert message in error, error
         assert time.monotonic() - started < 30
 
 

@@ -18,15 +18,23 @@ from tests.server.conftest import END
 async def test_training_frame_equals_served_features(
     server: FerryServer, served_repo: FeatureRepo, served_data: Path
 ) -> None:
+    await check_training_equals_serving(server.port, served_repo, served_data)
+
+
+async def check_training_equals_serving(
+    port: int, repo: FeatureRepo, served_data: Path
+) -> OnlineFeatures:
+    """For every (user, merchant) pair of the transactions, at END: the training frame of
+    ``repo`` equals what the server on ``port`` serves (fraud_v2). Returns what was served."""
     pairs = pq.read_table(served_data / "transactions.parquet").select(["user_id", "merchant_id"])
     pairs = pairs.group_by(["user_id", "merchant_id"]).aggregate([])
     entities = pairs.append_column(
         "event_timestamp", pa.array([END] * pairs.num_rows, pa.timestamp("us", tz="UTC"))
     )
     frame = get_training_frame(
-        served_repo, entities, feature_service="fraud_v2", include_event_timestamps=True
+        repo, entities, feature_service="fraud_v2", include_event_timestamps=True
     )
-    async with AsyncFerryClient(f"127.0.0.1:{server.port}", timeout_s=30) as client:
+    async with AsyncFerryClient(f"127.0.0.1:{port}", timeout_s=30) as client:
         served = await client.get_online_features(
             entities={
                 "user_id": pairs["user_id"].to_pylist(),
@@ -35,6 +43,7 @@ async def test_training_frame_equals_served_features(
             feature_service="fraud_v2",
         )
     assert_served_equals_training(served, frame, pairs.num_rows)
+    return served
 
 
 def assert_served_equals_training(served: OnlineFeatures, frame: pa.Table, rows: int) -> None:

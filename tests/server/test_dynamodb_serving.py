@@ -10,19 +10,16 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from ferry.client import AsyncFerryClient
-from ferry.client.training import get_training_frame
 from ferry.core import FeatureRepo
 from ferry.core.timestamps import format_micros
 from ferry.server import FerryServer
 from ferry.stores import DynamoOnlineStore
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
-from tests.server.test_consistency import assert_served_equals_training
+from tests.server.test_consistency import check_training_equals_serving
 from tests.services import MotoServer, upload_to_s3
 
 
@@ -58,24 +55,8 @@ async def dynamodb_server(loaded_dynamodb: str) -> AsyncIterator[FerryServer]:
 async def test_training_frame_from_s3_equals_what_dynamodb_serves(
     dynamodb_server: FerryServer, served_repo: FeatureRepo, served_data: Path, s3_served_data: str
 ) -> None:
-    pairs = pq.read_table(served_data / "transactions.parquet").select(["user_id", "merchant_id"])
-    pairs = pairs.group_by(["user_id", "merchant_id"]).aggregate([])
-    entities = pairs.append_column(
-        "event_timestamp", pa.array([END] * pairs.num_rows, pa.timestamp("us", tz="UTC"))
-    )
     on_s3 = FeatureRepo(**{**served_repo.__dict__, "offline_root": s3_served_data})
-    frame = get_training_frame(
-        on_s3, entities, feature_service="fraud_v2", include_event_timestamps=True
-    )
-    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
-        served = await client.get_online_features(
-            entities={
-                "user_id": pairs["user_id"].to_pylist(),
-                "merchant_id": pairs["merchant_id"].to_pylist(),
-            },
-            feature_service="fraud_v2",
-        )
-    assert_served_equals_training(served, frame, pairs.num_rows)
+    served = await check_training_equals_serving(dynamodb_server.port, on_s3, served_data)
     assert {s for f in served for s in f.statuses} >= {"PRESENT", "NOT_FOUND"}
 
 

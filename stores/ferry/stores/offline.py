@@ -100,9 +100,8 @@ def _null_element_problems(view: FeatureView, dataset: ds.Dataset) -> list[str]:
     cannot. Row groups whose statistics count no nulls in a list's elements (null and empty
     lists count too) are not read; the others are, for those columns only."""
     lists = [f.name for f in view.features if f.type.element is not None]
-    problems: list[str] = []
     if not lists:
-        return problems
+        return []
     for fragment in dataset.get_fragments():
         metadata = fragment.metadata
         for piece in fragment.split_by_row_group():
@@ -117,15 +116,14 @@ def _null_element_problems(view: FeatureView, dataset: ds.Dataset) -> list[str]:
                     column = batch.column(name)
                     if pc.list_flatten(column).null_count:
                         first = next(i for i, v in enumerate(column.to_pylist()) if v and None in v)
-                        problems.append(
+                        return [
                             f"view {view.name!r}: source file {fragment.path}: column "
                             f"{name!r} (feature) holds a null inside a list (row "
                             f"{row + first} of row group {group.id}); a list may be null or "
                             "empty, its elements may not be null"
-                        )
-                        return problems
+                        ]
                 row += batch.num_rows
-    return problems
+    return []
 
 
 def _may_hold_nulls(chunks: Any, name: str) -> bool:
