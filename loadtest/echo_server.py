@@ -50,10 +50,9 @@ async def serve(port: int) -> None:
     server.add_generic_rpc_handlers((EchoEverything(),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    print(
-        json.dumps({"event": "serving", "address": f"127.0.0.1:{bound}", "pid": os.getpid()}),
-        flush=True,
-    )
+    # One write per line: the workers share stdout, and print() may split text and newline.
+    line = json.dumps({"event": "serving", "address": f"127.0.0.1:{bound}", "pid": os.getpid()})
+    os.write(1, (line + "\n").encode())
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

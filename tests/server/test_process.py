@@ -81,10 +81,11 @@ def start_serve(
     assert process.stdout is not None
     for _ in range(ready):
         line = process.stdout.readline()
-        if not line:  # it did not start: stop what did, by PID, and say why
+        try:
+            lines.append(json.loads(line))
+        except ValueError:  # it did not start, or said so badly: stop it, by PID, and say why
             ServerProcess(process, lines, stderr).close()
-            raise AssertionError(log.read_text())
-        lines.append(json.loads(line))
+            raise AssertionError(f"stdout line {line!r}; log: {log.read_text()}") from None
     return ServerProcess(process, lines, stderr)
 
 

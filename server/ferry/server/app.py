@@ -249,6 +249,18 @@ async def _bounded_step(what: str, step: Awaitable[None], seconds: float) -> Non
         log.error("shutdown: %s did not stop within %g s; going on", what, seconds)
 
 
+def announce_serving(address: str) -> None:
+    """Tell the launcher this process listens: one JSON line on stdout.
+
+    One os.write of the whole line, not print(): workers share the pipe, print() may write
+    the text and the newline separately (unbuffered stdout), and two workers' lines then
+    interleave. A write of under PIPE_BUF bytes to a pipe is atomic.
+    """
+    line = json.dumps({"event": "serving", "address": address, "pid": os.getpid()}) + "\n"
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), line.encode())
+
+
 async def serve(build: ServerBuilder, config: ServerConfig) -> None:
     """Build one server and run it until SIGTERM or SIGINT."""
     server = build(config)
@@ -258,10 +270,7 @@ async def serve(build: ServerBuilder, config: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
-    print(
-        json.dumps({"event": "serving", "address": f"{config.host}:{port}", "pid": os.getpid()}),
-        flush=True,
-    )
+    announce_serving(f"{config.host}:{port}")
     what = server.features.description if server.features is not None else "the registry"
     log.info("serving %s on %s:%d", what, config.host, port)
     await stopping.wait()
