@@ -6,13 +6,17 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ferry.client import FerryClient
 from ferry.core import RowCodec, encode_key, load_repo
 from ferry.core.timestamps import parse_instant
 from ferry.materializer import materialize, plan_window
@@ -225,19 +229,11 @@ def test_verify_and_get_agree_on_every_type_with_nan_and_infinities(tmp_path: Pa
         check=True,
         capture_output=True,
     )
-    server = subprocess.Popen(
-        [*ferry, "serve", str(repo_file), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        target = json.loads(server.stdout.readline())["address"]
 
-        def no_constants(name: str) -> None:
-            raise AssertionError(f"not strict JSON: {name}")
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"not strict JSON: {name}")
 
+    with serving(repo_file) as target:
         verify = [*ferry, "verify", str(repo_file), "--target", target, "--at", "2026-01-03"]
         done = subprocess.run(verify, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -253,8 +249,81 @@ def test_verify_and_get_agree_on_every_type_with_nan_and_infinities(tmp_path: Pa
         assert four["things:f64"]["value"] == "NaN"
         assert four["things:f32"]["value"] == "Infinity"
         assert four["things:l_f64"]["value"] == ["NaN", "-Infinity", 1.0]
+
+
+@contextmanager
+def serving(repo_file: Path) -> Iterator[str]:
+    """``ferry serve`` of ``repo_file`` on a free loopback port; yields HOST:PORT."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli.main", "serve", str(repo_file), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield json.loads(server.stdout.readline())["address"]
     finally:
         server.terminate()
         server.wait(timeout=30)
         if server.stdout is not None:
             server.stdout.close()
+
+
+def test_every_type_comes_back_typed_in_every_shape(repo_file: Path) -> None:
+    """.values, to_dict(), to_arrow() and to_pandas() agree: entity keys first, timestamps
+    as UTC datetimes, lists as lists, missing integers and booleans as pandas NA."""
+    import pandas as pd
+
+    materialize_cli = [sys.executable, "-m", "ferry.cli.main", "materialize", str(repo_file)]
+    subprocess.run(
+        [*materialize_cli, "--start", "2025-01-01", "--end", "2026-01-03"],
+        check=True,
+        capture_output=True,
+    )
+    seen_at = datetime(2025, 6, 1, 1, 2, 3, 456789, tzinfo=UTC)
+    with serving(repo_file) as target, FerryClient(target) as client:
+        result = client.get_online_features(
+            entities=pd.DataFrame({"thing_id": np.array([1, 2, 3], np.int32)}),
+            features=["things:i64", "things:flag", "things:seen_at", "things:l_i64"],
+        )
+    assert result["things:seen_at"].values == [seen_at, None, None]
+    assert result["things:i64"].event_timestamps == [
+        datetime(2026, 1, 2, tzinfo=UTC),
+        datetime(2026, 1, 1, 12, tzinfo=UTC),
+        None,
+    ]
+    assert result.to_dict() == {
+        "thing_id": [1, 2, 3],
+        "things:i64": [2**62, None, None],
+        "things:flag": [False, None, None],
+        "things:seen_at": [seen_at, None, None],
+        "things:l_i64": [[2, 3], [], None],
+    }
+    table = result.to_arrow(include_status=True)
+    assert table.column_names == [
+        "thing_id",
+        "things:i64",
+        "things:i64__status",
+        "things:flag",
+        "things:flag__status",
+        "things:seen_at",
+        "things:seen_at__status",
+        "things:l_i64",
+        "things:l_i64__status",
+    ]
+    assert table.schema.field("thing_id").type == pa.int32()
+    assert table.schema.field("things:seen_at").type == pa.timestamp("us", tz="UTC")
+    assert table["things:i64__status"].to_pylist() == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
+
+    frame = result.to_pandas(include_event_timestamps=True)
+    assert list(frame.columns[:2]) == ["thing_id", "things:i64"]
+    assert str(frame["things:i64"].dtype) == "Int64"
+    assert frame["things:i64"][0] == 2**62  # exact: no detour through float64
+    assert frame["things:i64"].isna().tolist() == [False, True, True]
+    assert str(frame["things:flag"].dtype) == "boolean"
+    assert str(frame["things:seen_at"].dtype) == "datetime64[us, UTC]"
+    assert frame["things:seen_at"][0] == pd.Timestamp(seen_at)
+    assert frame["things:l_i64"].tolist()[:2] == [[2, 3], []]
+    assert frame["things:i64__event_timestamp"][0] == pd.Timestamp("2026-01-02", tz="UTC")
+    assert pd.isna(frame["things:i64__event_timestamp"][2])

@@ -52,12 +52,10 @@ def assert_served_equals_training(served: OnlineFeatures, frame: pa.Table, rows:
     compared = 0
     for feature in served:
         offline = frame[feature.name].to_pylist()
-        times = (
-            frame[feature.name.split(":")[0] + EVENT_TIMESTAMP_SUFFIX].cast(pa.int64()).to_pylist()
-        )
+        times = frame[feature.name.split(":")[0] + EVENT_TIMESTAMP_SUFFIX].to_pylist()
         for i, status in enumerate(feature.statuses):
             online = feature.values[i] if status != "OUTSIDE_MAX_AGE" else feature.stale_values[i]
             assert online == offline[i], (feature.name, i, status)
-            assert feature.event_timestamps[i] == (times[i] or 0), (feature.name, i)
+            assert feature.event_timestamps[i] == times[i], (feature.name, i)
             compared += 1
     assert compared == rows * len(served.names)

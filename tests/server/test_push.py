@@ -11,7 +11,7 @@ import pytest
 
 from ferry.client import AsyncFerryClient, InvalidArgumentError, NotFoundError, RpcError
 from ferry.core import FeatureRepo
-from ferry.core.timestamps import datetime_to_micros, now_micros
+from ferry.core.timestamps import now_micros
 from ferry.server import FerryServer
 from tests.server.conftest import load_store
 
@@ -44,7 +44,7 @@ async def test_a_push_is_visible_to_the_next_read_and_never_regresses(server: Fe
         assert result["user_stats:last_country"].values == ["IS", None]
         assert result["user_stats:risk_embedding"].values == [[0.5, 1.5], None]
         assert result["user_stats:avg_txn_amount"].statuses == ["NULL_VALUE", "NULL_VALUE"]
-        assert result["user_stats:txn_count_7d"].event_timestamps == [datetime_to_micros(now)] * 2
+        assert result["user_stats:txn_count_7d"].event_timestamps == [now] * 2
 
         older = await client.push("user_stats", [user_row(1, now.replace(year=2020), 1)])
         assert (older.rows_written, older.rows_skipped_not_newer) == (0, 1)
@@ -198,6 +198,7 @@ async def test_numbers_widen_where_they_fit(server: FerryServer) -> None:
             features=["merchant_stats:chargeback_rate", "merchant_stats:txn_count_1d"],
         )
     assert result.to_dict() == {
+        "merchant_id": ["m9"],
         "merchant_stats:chargeback_rate": [1.0],
         "merchant_stats:txn_count_1d": [3],
     }

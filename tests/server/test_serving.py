@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from ferry.client import AsyncFerryClient, OnlineFeatures
 from ferry.core import FeatureRepo, encode_key
+from ferry.core.timestamps import datetime_to_micros
 from ferry.server import FerryServer
 from tests.e2e.fraud import as_stored, oracle
 from tests.server.conftest import END
@@ -53,7 +54,8 @@ def check_against_oracle(
             got_value = (
                 feature.values[i] if feature.values[i] is not None else feature.stale_values[i]
             )
-            got = (got_value, feature.statuses[i], feature.event_timestamps[i])
+            event = feature.event_timestamps[i]
+            got = (got_value, feature.statuses[i], datetime_to_micros(event) if event else 0)
             # A row whose age crosses the TTL during the call may show either status.
             allowed = [expected_cell(repo, feature.name, keys, truth, t) for t in (before, after)]
             assert got in allowed, (feature.name, keys, got, allowed)
@@ -102,10 +104,15 @@ async def test_refs_keep_request_order_and_expand_stars(
         "merchant_stats:txn_count_1d",
     ]
     check_against_oracle(served_repo, result, entities, before, after)
-    table = result.to_arrow()
+    table = result.to_arrow(include_status=True, include_event_timestamps=True)
     assert table.num_rows == 2
+    assert table.column_names[:2] == list(entities)
     assert table.schema.field("user_stats:risk_embedding").type == pa.list_(pa.float32())
     assert table.schema.field("merchant_stats:category__status").type == pa.string()
+    assert table.schema.field("merchant_stats:category__event_timestamp").type == pa.timestamp(
+        "us", tz="UTC"
+    )
+    assert "merchant_stats:category__status" not in result.to_arrow().column_names
 
 
 async def test_concurrent_requests_are_served_concurrently(server: FerryServer) -> None:

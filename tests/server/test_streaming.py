@@ -42,6 +42,7 @@ async def test_answers_come_in_order_with_errors_in_place(server: FerryServer) -
     assert isinstance(last, OnlineFeatures)
     assert first.to_dict() == unary[0].to_dict()
     assert last.to_dict() == unary[1].to_dict()
+    assert last.to_dict()["user_id"] == [2, 1]  # each answer keyed by its own lookup
     assert isinstance(missing, NotFoundError)
     assert "no_such_service" in str(missing)
     assert isinstance(wrong, InvalidArgumentError)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from typing import Any
 
 from ferry.cli.entity_options import parse_entity_options
-from ferry.cli.output import jsonable
+from ferry.cli.output import instant_text, jsonable
 from ferry.client import FerryClient, OnlineFeatures
-from ferry.core.timestamps import format_micros
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,9 +60,7 @@ def _rows(entities: dict[str, list[int | str]], result: OnlineFeatures) -> list[
             row[feature.name] = {
                 "value": jsonable(feature.type, value),
                 "status": feature.statuses[i],
-                "event_timestamp": format_micros(feature.event_timestamps[i])
-                if feature.event_timestamps[i]
-                else None,
+                "event_timestamp": _instant_or_none(feature.event_timestamps[i]),
             }
         rows.append(row)
     return rows
@@ -89,7 +87,13 @@ def _print_table(entities: dict[str, list[int | str]], result: OnlineFeatures) -
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
 
 
+def _instant_or_none(value: datetime | int | None) -> str | None:
+    return None if value is None else instant_text(value)
+
+
 def _short(value: Any) -> str:
+    if isinstance(value, datetime):
+        return instant_text(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import base64
 import math
+from datetime import UTC, datetime
 from typing import Any
 
-from ferry.core.timestamps import format_micros
+from ferry.core.timestamps import describe_micros
 from ferry.core.types import ValueType
 
 
@@ -17,10 +18,27 @@ def jsonable(kind: ValueType, value: Any) -> Any:
     if value is None:
         return None
     if kind is ValueType.TIMESTAMP:
-        return format_micros(value)
+        return instant_text(value)
     if kind is ValueType.BYTES:
         return base64.b64encode(value).decode()
     return strict(value)
+
+
+def instant_text(value: datetime | int) -> str:
+    """ISO 8601 in UTC with a ``Z``; an int is µs since the epoch (past year 9999, where
+    datetimes end, it is said as a count)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return describe_micros(value)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for the values a feature can hold."""
+    if isinstance(value, datetime):
+        return instant_text(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)
 
 
 def strict(value: Any) -> Any:

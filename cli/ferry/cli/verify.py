@@ -8,7 +8,7 @@ import json
 import sys
 
 from ferry.cli.compose import open_store
-from ferry.cli.output import strict
+from ferry.cli.output import json_default, strict
 from ferry.cli.settings import add_repo_arguments, load, online_store_url
 from ferry.client import FerryClient
 from ferry.client.skew_check import sample_keys, verify_view
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                 "expected": m.expected,
                             }
                         ),
-                        default=str,
+                        default=json_default,
                         allow_nan=False,
                     )
                 )

@@ -52,21 +52,26 @@ def online_features(
 ) -> Call[OnlineFeatures]:
     if (entities is None) == (entity_rows is None):
         raise InvalidValueError("pass exactly one of entities= and entity_rows=")
-    request = online_features_request(
+    request, keys = online_features_request(
         features, feature_service, entities if entity_rows is None else entity_rows
     )
-    return Call("GetOnlineFeatures", request, decode_online_features, retry=True)
+
+    def decode(response: serving_pb2.GetOnlineFeaturesResponse) -> OnlineFeatures:
+        return decode_online_features(response, keys)
+
+    return Call("GetOnlineFeatures", request, decode, retry=True)
 
 
 def model_features(
     model: str, alias: str | None, stage: str | None, version: int | None, entities: Columns
 ) -> Call[tuple[ModelVersion, OnlineFeatures]]:
-    request = model_features_request(model, selector(alias, stage, version), entities)
+    request, keys = model_features_request(model, selector(alias, stage, version), entities)
 
     def decode(
         response: serving_pb2.GetModelFeaturesResponse,
     ) -> tuple[ModelVersion, OnlineFeatures]:
-        return ModelVersion.from_message(response.model_version), decode_online_features(response)
+        features = decode_online_features(response, keys)
+        return ModelVersion.from_message(response.model_version), features
 
     return Call("GetModelFeatures", request, decode, retry=True)
 

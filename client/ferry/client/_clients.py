@@ -22,13 +22,7 @@ from ferry.client._errors import from_rpc_error
 from ferry.client._requests import Columns
 from ferry.client._results import OnlineFeatures
 from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
-from ferry.client._streams import (
-    Lookup,
-    StreamResult,
-    stream_request,
-    stream_requests,
-    stream_result,
-)
+from ferry.client._streams import Lookup, LookupStream, StreamResult
 from ferry.client.registry import ModelVersion, selector
 
 _OPTIONS = [
@@ -134,11 +128,12 @@ class FerryClient:
         Raises:
             RpcError: the stream itself failed (the server went away, the deadline passed).
         """
-        messages = (stream_request(lookup) for lookup in lookups)
+        stream = LookupStream()
+        messages = (stream.request(lookup) for lookup in lookups)
         responses = self._methods["StreamOnlineFeatures"](messages, timeout=timeout_s)
         try:
             for response in responses:
-                yield stream_result(response)
+                yield stream.result(response)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
         finally:
@@ -259,12 +254,13 @@ class AsyncFerryClient:
     ) -> AsyncIterator[StreamResult]:
         """See ``FerryClient.stream_online_features``; ``lookups`` may also be an async
         iterable (a queue drained as requests arrive, say)."""
+        stream = LookupStream()
         responses = self._methods["StreamOnlineFeatures"](
-            stream_requests(lookups), timeout=timeout_s
+            stream.requests(lookups), timeout=timeout_s
         )
         try:
             async for response in responses:
-                yield stream_result(response)
+                yield stream.result(response)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from err
         finally:

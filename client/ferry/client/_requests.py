@@ -12,6 +12,7 @@ import pyarrow as pa
 from ferry.api.registry.v1 import registry_pb2
 from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
+from ferry.client._results import EntityKeys
 from ferry.core.errors import InvalidValueError
 from ferry.core.timestamps import datetime_to_micros
 from ferry.core.types import ValueType
@@ -27,8 +28,8 @@ DataFrame (or anything else with the Arrow stream interface); or a list of row d
 
 def online_features_request(
     features: Sequence[str] | None, feature_service: str | None, entities: Columns
-) -> serving_pb2.GetOnlineFeaturesRequest:
-    """A GetOnlineFeatures request.
+) -> tuple[serving_pb2.GetOnlineFeaturesRequest, EntityKeys]:
+    """A GetOnlineFeatures request, and its entity key columns in the caller's order.
 
     Raises:
         InvalidValueError: neither or both of ``features`` and ``feature_service``, or an
@@ -41,22 +42,24 @@ def online_features_request(
         request.feature_service = feature_service
     else:
         request.refs.refs.extend(features or [])
-    _fill_entities(request.entities, entities)
-    return request
+    return request, _fill_entities(request.entities, entities)
 
 
 def model_features_request(
     model: str, selector: registry_pb2.ModelSelector, entities: Columns
-) -> serving_pb2.GetModelFeaturesRequest:
-    """A GetModelFeatures request."""
+) -> tuple[serving_pb2.GetModelFeaturesRequest, EntityKeys]:
+    """A GetModelFeatures request, and its entity key columns in the caller's order."""
     request = serving_pb2.GetModelFeaturesRequest(model_name=model, selector=selector)
-    _fill_entities(request.entities, entities)
-    return request
+    return request, _fill_entities(request.entities, entities)
 
 
-def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Columns) -> None:
+def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Columns) -> EntityKeys:
+    # A protobuf map keeps no order: the caller's column order is kept here, for the results.
+    keys = {}
     for name, (kind, values, _) in typed_columns(entities).items():
         fill_column(target[name], kind, values)
+        keys[name] = (kind, values)
+    return keys
 
 
 def push_request(

@@ -61,7 +61,7 @@ def verify_view(
     )
     refs = [f"{view.name}:{f.name}" for f in view.features]
     expected = get_training_frame(repo, entities, features=refs, include_event_timestamps=True)
-    expected_times = expected[view.name + EVENT_TIMESTAMP_SUFFIX].cast(pa.int64()).to_pylist()
+    expected_times = expected[view.name + EVENT_TIMESTAMP_SUFFIX].to_pylist()
     mismatches: list[Mismatch] = []
     compared = 0
     for start in range(0, keys.num_rows, _CHUNK):
@@ -106,21 +106,29 @@ def _agrees(
     at: int,
     status: str,
     value: Any,
-    event: int,
+    event: datetime | int | None,
     want: Any,
-    want_event: int | None,
+    want_event: datetime | None,
 ) -> bool:
     if want_event is None:
         if status == "NOT_FOUND":
             return True
         # An older row the store still keeps is fine if it really is past the TTL at `at`.
-        return view.ttl_micros is not None and event <= at - view.ttl_micros
+        return (
+            view.ttl_micros is not None
+            and event is not None
+            and _micros(event) <= at - view.ttl_micros
+        )
     return status != "NOT_FOUND" and event == want_event and _equal(value, want)
 
 
+def _micros(instant: datetime | int) -> int:
+    return datetime_to_micros(instant) if isinstance(instant, datetime) else instant
+
+
 def _equal(a: Any, b: Any) -> bool:
-    """Served ``a`` against expected ``b``: NaN equals NaN (the same stored value), and an
-    instant served as µs equals the training frame's datetime of it."""
+    """Served ``a`` against expected ``b``: NaN equals NaN (the same stored value), and
+    instants compare as instants (past year 9999 one side may be a µs count)."""
     if isinstance(a, Sequence) and not isinstance(a, str | bytes):
         return (
             isinstance(b, Sequence)
