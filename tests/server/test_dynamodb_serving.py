@@ -8,11 +8,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ferry.client import AsyncFerryClient
+from ferry.client import AsyncFerryClient, InvalidArgumentError
 from ferry.core import FeatureRepo
 from ferry.core.timestamps import format_micros
 from ferry.server import FerryServer
@@ -20,6 +21,7 @@ from ferry.stores import DynamoOnlineStore
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
 from tests.server.test_consistency import check_training_equals_serving
+from tests.server.test_push import USER_FEATURES, user_row
 from tests.services import MotoServer, upload_to_s3
 
 
@@ -99,3 +101,26 @@ async def test_concurrent_lookups_share_batch_get_item_calls(
         )
     assert all(result.row_count == 1 for result in results)
     assert store.calls["batch_get_item"] < 24 / 2
+
+
+async def test_a_push_never_blanks_on_dynamodb(dynamodb_server: FerryServer) -> None:
+    """The push rule holds on DynamoDB too: leaving features out is refused and writes
+    nothing; nulls pushed on purpose are stored. (A key the data set lacks: the table is
+    shared by this module's other tests.)"""
+    user = 990_001
+    now = datetime.now(UTC)
+    refs = [f"user_stats:{name}" for name in USER_FEATURES]
+    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
+        with pytest.raises(InvalidArgumentError) as caught:
+            await client.push("user_stats", [{"user_id": user, "event_timestamp": now}])
+        assert caught.value.reason == "MISSING_FEATURES"
+        refused = await client.get_online_features(entities={"user_id": [user]}, features=refs)
+        assert refused["user_stats:txn_count_7d"].statuses == ["NOT_FOUND"]
+        await client.push("user_stats", [user_row(user, now, 7, last_country="NO")])
+        stored = await client.get_online_features(entities={"user_id": [user]}, features=refs)
+    assert stored.to_dict() == {
+        "user_id": [user],
+        **{name: [None] for name in refs},
+        "user_stats:txn_count_7d": [7],
+        "user_stats:last_country": ["NO"],
+    }

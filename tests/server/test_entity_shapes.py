@@ -100,10 +100,15 @@ async def test_a_float_array_for_an_integer_key_is_refused_by_the_server(
 async def test_a_push_from_a_dataframe(server: FerryServer) -> None:
     now = pd.Timestamp.now(tz="UTC").floor("s")
     frame = pd.DataFrame(
-        {"user_id": [777_001, 777_002], "event_timestamp": [now, now], "txn_count_7d": [3, 4]}
+        {
+            "user_id": [777_001, 777_002],
+            "event_timestamp": [now, now],
+            "txn_count_7d": [3, 4],
+            "txn_sum_30d": [None, None],  # all null: no type to tell, pushed as null
+        }
     )
     async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
-        pushed = await client.push("user_stats", frame)
+        pushed = await client.push("user_stats", frame, missing_features_are_null=True)
         back = await client.get_online_features(
             entities={"user_id": np.array([777_001, 777_002])}, features=["user_stats:txn_count_7d"]
         )

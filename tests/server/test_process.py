@@ -336,6 +336,7 @@ def test_verify_finds_no_skew_then_reports_a_pushed_one(
         client.push(
             "user_stats",
             [{"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 123456}],
+            missing_features_are_null=True,
         )
     done = subprocess.run(
         [*base, "--views", "user_stats", "--sample", "100000"],

@@ -6,18 +6,33 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
+import grpc.aio
 import pyarrow as pa
 import pytest
 
+from ferry.api.serving.v1 import serving_pb2
 from ferry.client import AsyncFerryClient, InvalidArgumentError, NotFoundError, RpcError
 from ferry.core import FeatureRepo
 from ferry.core.timestamps import now_micros
 from ferry.server import FerryServer
 from tests.server.conftest import load_store
 
+USER_STATS = [
+    "user_stats:txn_count_7d",
+    "user_stats:txn_sum_30d",
+    "user_stats:avg_txn_amount",
+    "user_stats:last_country",
+    "user_stats:is_premium",
+    "user_stats:risk_embedding",
+]
+USER_FEATURES = [name.split(":")[1] for name in USER_STATS]
+
 
 def user_row(user_id: int, at: datetime, count: int, **extra: Any) -> dict[str, Any]:
-    return {"user_id": user_id, "event_timestamp": at, "txn_count_7d": count, **extra}
+    """A whole user_stats row: features not given are None (pushed as null on purpose)."""
+    nulls = dict.fromkeys(USER_FEATURES)
+    return {**nulls, "user_id": user_id, "event_timestamp": at, "txn_count_7d": count, **extra}
 
 
 async def test_a_push_is_visible_to_the_next_read_and_never_regresses(server: FerryServer) -> None:
@@ -64,7 +79,7 @@ async def test_duplicate_keys_in_one_push_keep_the_newest(server: FerryServer) -
         }
     )
     async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
-        pushed = await client.push("user_stats", table)
+        pushed = await client.push("user_stats", table, missing_features_are_null=True)
         assert (pushed.rows_written, pushed.rows_skipped_not_newer) == (1, 2)
         result = await client.get_online_features(
             entities={"user_id": [5]}, features=["user_stats:txn_count_7d"]
@@ -73,6 +88,11 @@ async def test_duplicate_keys_in_one_push_keep_the_newest(server: FerryServer) -
 
 
 NOW = datetime.now(UTC)
+
+
+def merchant_row(**values: Any) -> dict[str, Any]:
+    nulls = dict.fromkeys(["chargeback_rate", "txn_count_1d", "category"])
+    return {**nulls, "merchant_id": "m1", "event_timestamp": NOW, **values}
 
 
 @pytest.mark.parametrize(
@@ -150,7 +170,7 @@ NOW = datetime.now(UTC)
         ),
         (
             "merchant_stats",
-            [{"merchant_id": "m1", "event_timestamp": NOW, "txn_count_1d": 1e20}],
+            [merchant_row(txn_count_1d=1e20)],
             InvalidArgumentError,
             "INVALID_VALUE",
             "does not fit",
@@ -172,6 +192,62 @@ async def test_bad_pushes(
     assert message in str(caught.value)
 
 
+async def test_a_push_that_leaves_features_out_is_refused_and_writes_nothing(
+    server: FerryServer,
+) -> None:
+    """The README's own push of one feature would have blanked the other five."""
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        before = await client.get_online_features(entities={"user_id": [1]}, features=USER_STATS)
+        assert before["user_stats:last_country"].statuses != ["NOT_FOUND"]  # a row to keep
+        row = {"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 19}
+        with pytest.raises(InvalidArgumentError) as caught:
+            await client.push("user_stats", [row])
+        after = await client.get_online_features(entities={"user_id": [1]}, features=USER_STATS)
+    assert caught.value.reason == "MISSING_FEATURES"
+    assert caught.value.metadata["features"] == (
+        "txn_sum_30d,avg_txn_amount,last_country,is_premium,risk_embedding"
+    )
+    assert "missing_features_are_null" in str(caught.value)
+    assert after.to_dict(include_status=True) == before.to_dict(include_status=True)
+
+
+async def test_nulls_pushed_on_purpose_are_stored_as_null(server: FerryServer) -> None:
+    """Either way of saying so: None values (a column null in every row goes as null rows
+    alone) or missing_features_are_null for the features left out."""
+    now = datetime.now(UTC)
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        by_value = await client.push("user_stats", [user_row(2, now, 19)])
+        by_flag = await client.push(
+            "user_stats",
+            [{"user_id": 3, "event_timestamp": now, "txn_count_7d": 20}],
+            missing_features_are_null=True,
+        )
+        result = await client.get_online_features(entities={"user_id": [2, 3]}, features=USER_STATS)
+    assert (by_value.rows_written, by_flag.rows_written) == (1, 1)
+    assert result["user_stats:txn_count_7d"].values == [19, 20]
+    for name in USER_STATS[1:]:
+        assert result[name].statuses == ["NULL_VALUE", "NULL_VALUE"], name
+
+
+async def test_null_rows_alone_must_name_every_row(server: FerryServer) -> None:
+    request = serving_pb2.PushFeaturesRequest(view="user_stats", missing_features_are_null=True)
+    request.columns["user_id"].int64_values.values.extend([1, 2])
+    request.columns["event_timestamp"].timestamp_values.micros.extend([now_micros()] * 2)
+    request.null_rows["last_country"].indexes.append(1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        push = channel.unary_unary(
+            "/ferry.api.serving.v1.ServingService/PushFeatures",
+            request_serializer=serving_pb2.PushFeaturesRequest.SerializeToString,
+            response_deserializer=serving_pb2.PushFeaturesResponse.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await push(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'last_country' comes only as null rows, which must then name all 2" in str(
+        caught.value.details()
+    )
+
+
 async def test_a_push_a_little_ahead_of_the_clock_is_taken(server: FerryServer) -> None:
     ahead = datetime.now(UTC) + timedelta(minutes=2)  # within the default 5 minutes
     async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
@@ -189,6 +265,7 @@ async def test_numbers_widen_where_they_fit(server: FerryServer) -> None:
                     "event_timestamp": NOW,
                     "chargeback_rate": 1,
                     "txn_count_1d": 3.0,
+                    "category": "toys",
                 }
             ],
         )

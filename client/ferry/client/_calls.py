@@ -89,5 +89,8 @@ def model_version(
     return Call("GetModelVersion", request, decode, retry=True)
 
 
-def push(view: str, rows: Columns | Sequence[Mapping[str, Any]]) -> Call[PushResult]:
-    return Call("PushFeatures", push_request(view, rows), PushResult, retry=False)
+def push(
+    view: str, rows: Columns | Sequence[Mapping[str, Any]], missing_features_are_null: bool
+) -> Call[PushResult]:
+    request = push_request(view, rows, missing_features_are_null)
+    return Call("PushFeatures", request, PushResult, retry=False)

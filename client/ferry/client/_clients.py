@@ -109,10 +109,17 @@ class FerryClient:
         view: str,
         rows: Columns | Sequence[Mapping[str, Any]],
         *,
+        missing_features_are_null: bool = False,
         timeout_s: float | None = None,
     ) -> PushResult:
-        """Write rows of one view through the timestamp-conditional writer."""
-        return self._run(calls.push(view, rows), timeout_s)
+        """Write rows of one view through the timestamp-conditional writer.
+
+        A pushed row replaces the stored row whole, so ``rows`` must give every feature of
+        the view (None where a value is null); a push that leaves one out is refused with
+        InvalidArgumentError (reason MISSING_FEATURES) unless ``missing_features_are_null``
+        says to store the left-out features as null.
+        """
+        return self._run(calls.push(view, rows, missing_features_are_null), timeout_s)
 
     def stream_online_features(
         self, lookups: Iterable[Lookup], *, timeout_s: float | None = None
@@ -241,10 +248,11 @@ class AsyncFerryClient:
         view: str,
         rows: Columns | Sequence[Mapping[str, Any]],
         *,
+        missing_features_are_null: bool = False,
         timeout_s: float | None = None,
     ) -> PushResult:
         """See ``FerryClient.push``."""
-        return await self._run(calls.push(view, rows), timeout_s)
+        return await self._run(calls.push(view, rows, missing_features_are_null), timeout_s)
 
     async def stream_online_features(
         self,

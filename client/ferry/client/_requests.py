@@ -63,15 +63,29 @@ def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Colu
 
 
 def push_request(
-    view: str, rows: Columns | Sequence[Mapping[str, Any]]
+    view: str, rows: Columns | Sequence[Mapping[str, Any]], missing_features_are_null: bool
 ) -> serving_pb2.PushFeaturesRequest:
-    """A PushFeatures request from columns in any shape (``Columns``)."""
-    request = serving_pb2.PushFeaturesRequest(view=view)
-    for name, (kind, values, nulls) in typed_columns(rows).items():
+    """A PushFeatures request from columns in any shape (``Columns``). A column that is null
+    in every row has no type to tell: it goes as null rows alone, which the server takes as
+    that feature pushed as null."""
+    request = serving_pb2.PushFeaturesRequest(
+        view=view, missing_features_are_null=missing_features_are_null
+    )
+    for name, column in _as_columns(rows).items():
+        if _all_null(column):
+            request.null_rows[name].indexes.extend(range(len(column)))
+            continue
+        kind, values, nulls = _typed(name, column)
         fill_column(request.columns[name], kind, values)
         if nulls:
             request.null_rows[name].indexes.extend(nulls)
     return request
+
+
+def _all_null(column: Any) -> bool:
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return len(column) > 0 and column.null_count == len(column)
+    return len(column) > 0 and all(v is None for v in column)
 
 
 def typed_columns(columns: Columns) -> dict[str, tuple[ValueType, list[Any], list[int]]]:

@@ -1,8 +1,13 @@
 """PushFeatures: rows of one view, checked against its schema, written conditionally.
 
 Accepted columns: every join key, the view's timestamp field (timestamp values), optionally
-its created-timestamp field, and any subset of its features (left-out features are stored
-as null). A column must have its declared type, with one allowance: numbers may widen or
+its created-timestamp field, and every feature. A pushed row replaces the stored row whole,
+so a push that leaves a feature out is refused unless the caller says left-out features are
+null (``missing_features_are_null``): storing them as null silently would blank values the
+stored row has. (Merging into the stored row was the other choice; it would give a row
+whose one event timestamp covers values from different events, which no training frame
+built by the as-of rule can reproduce.) A feature null in every row may come as null rows
+alone. A column must have its declared type, with one allowance: numbers may widen or
 narrow between integer and floating types when every value fits (so clients that only know
 "int" and "float" can push), and int32 values may fill int64 keys and back.
 """
@@ -42,7 +47,8 @@ def push_rows(
     duplicates (``superseded`` counts the others).
 
     Raises:
-        InvalidRequestError: unknown, missing, mistyped or ragged columns, bad null indexes,
+        InvalidRequestError: unknown, missing, mistyped or ragged columns, features left out
+            without ``missing_features_are_null``, bad null indexes,
             nulls in keys or timestamps, no rows or too many, or a timestamp later than
             ``latest_micros`` (µs).
         InvalidValueError: a value that does not fit its feature; the message names it.
@@ -86,6 +92,16 @@ def push_rows(
             rows=rows,
             limit=max_rows,
         )
+    for name in request.null_rows:
+        if name not in request.columns and sorted(request.null_rows[name].indexes) != list(
+            range(rows)
+        ):
+            raise InvalidRequestError(
+                f"column {name!r} comes only as null rows, which must then name all {rows} "
+                "rows (send the column to give values)",
+                reason="BAD_NULL_INDEX",
+                column=name,
+            )
     columns: dict[str, list[Any]] = {}
     for name, column in request.columns.items():
         role, kind = roles[name]
@@ -107,7 +123,23 @@ def push_rows(
         if role in ("timestamp field", "created timestamp field"):
             _check_not_future(name, values, latest_micros)
         columns[name] = values
+    _check_every_feature_given(request, view)
     return ingest_rows(_table(view, columns, rows), view, codec, as_of_micros=NEWEST, use_ttl=False)
+
+
+def _check_every_feature_given(request: serving_pb2.PushFeaturesRequest, view: FeatureView) -> None:
+    given = {*request.columns, *request.null_rows}
+    missing = [f.name for f in view.features if f.name not in given]
+    if missing and not request.missing_features_are_null:
+        raise InvalidRequestError(
+            f"push to view {view.name!r} leaves out feature(s) {', '.join(missing)}: a pushed "
+            "row replaces the stored row whole, so they would be stored as null. Push every "
+            "feature (None where a value is null), or set missing_features_are_null to store "
+            "them as null on purpose",
+            reason="MISSING_FEATURES",
+            feature_view=view.name,
+            features=",".join(missing),
+        )
 
 
 def _check_not_future(name: str, values: list[Any], latest_micros: int) -> None:
@@ -172,7 +204,7 @@ def _convert_number(name: str, kind: ValueType, value: Any) -> Any:
 
 
 def _table(view: FeatureView, columns: Mapping[str, list[Any]], rows: int) -> pa.Table:
-    """The push as an Arrow table of the view's columns (left-out features all null)."""
+    """The push as an Arrow table of the view's columns (features not sent all null)."""
     source = view.source
     arrays: dict[str, pa.Array] = {}
     for key in view.join_keys:

@@ -26,7 +26,7 @@ from ferry.api.registry.v1 import registry_pb2 as ferry_dot_api_dot_registry_dot
 from ferry.api.types.v1 import types_pb2 as ferry_dot_api_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ferry/api/serving/v1/serving.proto\x12\x14\x66\x65rry.api.serving.v1\x1a$ferry/api/registry/v1/registry.proto\x1a\x1e\x66\x65rry/api/types/v1/types.proto\"\x1b\n\x0b\x46\x65\x61tureRefs\x12\x0c\n\x04refs\x18\x01 \x03(\t\"\x91\x02\n\x18GetOnlineFeaturesRequest\x12\x31\n\x04refs\x18\x01 \x01(\x0b\x32!.ferry.api.serving.v1.FeatureRefsH\x00\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\tH\x00\x12N\n\x08\x65ntities\x18\x03 \x03(\x0b\x32<.ferry.api.serving.v1.GetOnlineFeaturesRequest.EntitiesEntry\x1aK\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\x42\n\n\x08\x66\x65\x61tures\"c\n\x19GetOnlineFeaturesResponse\x12\x33\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32!.ferry.api.types.v1.FeatureColumn\x12\x11\n\trow_count\x18\x02 \x01(\x03\"\x81\x02\n\x17GetModelFeaturesRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x36\n\x08selector\x18\x02 \x01(\x0b\x32$.ferry.api.registry.v1.ModelSelector\x12M\n\x08\x65ntities\x18\x03 \x03(\x0b\x32;.ferry.api.serving.v1.GetModelFeaturesRequest.EntitiesEntry\x1aK\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\"\x9e\x01\n\x18GetModelFeaturesResponse\x12:\n\rmodel_version\x18\x01 \x01(\x0b\x32#.ferry.api.registry.v1.ModelVersion\x12\x33\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32!.ferry.api.types.v1.FeatureColumn\x12\x11\n\trow_count\x18\x03 \x01(\x03\"\xd5\x02\n\x13PushFeaturesRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12G\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x36.ferry.api.serving.v1.PushFeaturesRequest.ColumnsEntry\x12J\n\tnull_rows\x18\x03 \x03(\x0b\x32\x37.ferry.api.serving.v1.PushFeaturesRequest.NullRowsEntry\x1aJ\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\x1aO\n\rNullRowsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.ferry.api.serving.v1.NullRows:\x02\x38\x01\"\x1b\n\x08NullRows\x12\x0f\n\x07indexes\x18\x01 \x03(\r\"L\n\x14PushFeaturesResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x03\x12\x1e\n\x16rows_skipped_not_newer\x18\x02 \x01(\x03\"^\n\x1bStreamOnlineFeaturesRequest\x12?\n\x07request\x18\x01 \x01(\x0b\x32..ferry.api.serving.v1.GetOnlineFeaturesRequest\"\xa1\x01\n\x1cStreamOnlineFeaturesResponse\x12\x43\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32/.ferry.api.serving.v1.GetOnlineFeaturesResponseH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.ferry.api.serving.v1.LookupErrorH\x00\x42\x08\n\x06result\"\xb0\x01\n\x0bLookupError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x41\n\x08metadata\x18\x04 \x03(\x0b\x32/.ferry.api.serving.v1.LookupError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe4\x03\n\x0eServingService\x12t\n\x11GetOnlineFeatures\x12..ferry.api.serving.v1.GetOnlineFeaturesRequest\x1a/.ferry.api.serving.v1.GetOnlineFeaturesResponse\x12q\n\x10GetModelFeatures\x12-.ferry.api.serving.v1.GetModelFeaturesRequest\x1a..ferry.api.serving.v1.GetModelFeaturesResponse\x12\x65\n\x0cPushFeatures\x12).ferry.api.serving.v1.PushFeaturesRequest\x1a*.ferry.api.serving.v1.PushFeaturesResponse\x12\x81\x01\n\x14StreamOnlineFeatures\x12\x31.ferry.api.serving.v1.StreamOnlineFeaturesRequest\x1a\x32.ferry.api.serving.v1.StreamOnlineFeaturesResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ferry/api/serving/v1/serving.proto\x12\x14\x66\x65rry.api.serving.v1\x1a$ferry/api/registry/v1/registry.proto\x1a\x1e\x66\x65rry/api/types/v1/types.proto\"\x1b\n\x0b\x46\x65\x61tureRefs\x12\x0c\n\x04refs\x18\x01 \x03(\t\"\x91\x02\n\x18GetOnlineFeaturesRequest\x12\x31\n\x04refs\x18\x01 \x01(\x0b\x32!.ferry.api.serving.v1.FeatureRefsH\x00\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\tH\x00\x12N\n\x08\x65ntities\x18\x03 \x03(\x0b\x32<.ferry.api.serving.v1.GetOnlineFeaturesRequest.EntitiesEntry\x1aK\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\x42\n\n\x08\x66\x65\x61tures\"c\n\x19GetOnlineFeaturesResponse\x12\x33\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32!.ferry.api.types.v1.FeatureColumn\x12\x11\n\trow_count\x18\x02 \x01(\x03\"\x81\x02\n\x17GetModelFeaturesRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x36\n\x08selector\x18\x02 \x01(\x0b\x32$.ferry.api.registry.v1.ModelSelector\x12M\n\x08\x65ntities\x18\x03 \x03(\x0b\x32;.ferry.api.serving.v1.GetModelFeaturesRequest.EntitiesEntry\x1aK\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\"\x9e\x01\n\x18GetModelFeaturesResponse\x12:\n\rmodel_version\x18\x01 \x01(\x0b\x32#.ferry.api.registry.v1.ModelVersion\x12\x33\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32!.ferry.api.types.v1.FeatureColumn\x12\x11\n\trow_count\x18\x03 \x01(\x03\"\xf8\x02\n\x13PushFeaturesRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12G\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x36.ferry.api.serving.v1.PushFeaturesRequest.ColumnsEntry\x12J\n\tnull_rows\x18\x03 \x03(\x0b\x32\x37.ferry.api.serving.v1.PushFeaturesRequest.NullRowsEntry\x12!\n\x19missing_features_are_null\x18\x04 \x01(\x08\x1aJ\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.ferry.api.types.v1.Column:\x02\x38\x01\x1aO\n\rNullRowsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.ferry.api.serving.v1.NullRows:\x02\x38\x01\"\x1b\n\x08NullRows\x12\x0f\n\x07indexes\x18\x01 \x03(\r\"L\n\x14PushFeaturesResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x03\x12\x1e\n\x16rows_skipped_not_newer\x18\x02 \x01(\x03\"^\n\x1bStreamOnlineFeaturesRequest\x12?\n\x07request\x18\x01 \x01(\x0b\x32..ferry.api.serving.v1.GetOnlineFeaturesRequest\"\xa1\x01\n\x1cStreamOnlineFeaturesResponse\x12\x43\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32/.ferry.api.serving.v1.GetOnlineFeaturesResponseH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.ferry.api.serving.v1.LookupErrorH\x00\x42\x08\n\x06result\"\xb0\x01\n\x0bLookupError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x41\n\x08metadata\x18\x04 \x03(\x0b\x32/.ferry.api.serving.v1.LookupError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe4\x03\n\x0eServingService\x12t\n\x11GetOnlineFeatures\x12..ferry.api.serving.v1.GetOnlineFeaturesRequest\x1a/.ferry.api.serving.v1.GetOnlineFeaturesResponse\x12q\n\x10GetModelFeatures\x12-.ferry.api.serving.v1.GetModelFeaturesRequest\x1a..ferry.api.serving.v1.GetModelFeaturesResponse\x12\x65\n\x0cPushFeatures\x12).ferry.api.serving.v1.PushFeaturesRequest\x1a*.ferry.api.serving.v1.PushFeaturesResponse\x12\x81\x01\n\x14StreamOnlineFeatures\x12\x31.ferry.api.serving.v1.StreamOnlineFeaturesRequest\x1a\x32.ferry.api.serving.v1.StreamOnlineFeaturesResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,23 +58,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELFEATURESRESPONSE']._serialized_start=797
   _globals['_GETMODELFEATURESRESPONSE']._serialized_end=955
   _globals['_PUSHFEATURESREQUEST']._serialized_start=958
-  _globals['_PUSHFEATURESREQUEST']._serialized_end=1299
-  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_start=1144
-  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_end=1218
-  _globals['_PUSHFEATURESREQUEST_NULLROWSENTRY']._serialized_start=1220
-  _globals['_PUSHFEATURESREQUEST_NULLROWSENTRY']._serialized_end=1299
-  _globals['_NULLROWS']._serialized_start=1301
-  _globals['_NULLROWS']._serialized_end=1328
-  _globals['_PUSHFEATURESRESPONSE']._serialized_start=1330
-  _globals['_PUSHFEATURESRESPONSE']._serialized_end=1406
-  _globals['_STREAMONLINEFEATURESREQUEST']._serialized_start=1408
-  _globals['_STREAMONLINEFEATURESREQUEST']._serialized_end=1502
-  _globals['_STREAMONLINEFEATURESRESPONSE']._serialized_start=1505
-  _globals['_STREAMONLINEFEATURESRESPONSE']._serialized_end=1666
-  _globals['_LOOKUPERROR']._serialized_start=1669
-  _globals['_LOOKUPERROR']._serialized_end=1845
-  _globals['_LOOKUPERROR_METADATAENTRY']._serialized_start=1798
-  _globals['_LOOKUPERROR_METADATAENTRY']._serialized_end=1845
-  _globals['_SERVINGSERVICE']._serialized_start=1848
-  _globals['_SERVINGSERVICE']._serialized_end=2332
+  _globals['_PUSHFEATURESREQUEST']._serialized_end=1334
+  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_start=1179
+  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_end=1253
+  _globals['_PUSHFEATURESREQUEST_NULLROWSENTRY']._serialized_start=1255
+  _globals['_PUSHFEATURESREQUEST_NULLROWSENTRY']._serialized_end=1334
+  _globals['_NULLROWS']._serialized_start=1336
+  _globals['_NULLROWS']._serialized_end=1363
+  _globals['_PUSHFEATURESRESPONSE']._serialized_start=1365
+  _globals['_PUSHFEATURESRESPONSE']._serialized_end=1441
+  _globals['_STREAMONLINEFEATURESREQUEST']._serialized_start=1443
+  _globals['_STREAMONLINEFEATURESREQUEST']._serialized_end=1537
+  _globals['_STREAMONLINEFEATURESRESPONSE']._serialized_start=1540
+  _globals['_STREAMONLINEFEATURESRESPONSE']._serialized_end=1701
+  _globals['_LOOKUPERROR']._serialized_start=1704
+  _globals['_LOOKUPERROR']._serialized_end=1880
+  _globals['_LOOKUPERROR_METADATAENTRY']._serialized_start=1833
+  _globals['_LOOKUPERROR_METADATAENTRY']._serialized_end=1880
+  _globals['_SERVINGSERVICE']._serialized_start=1883
+  _globals['_SERVINGSERVICE']._serialized_end=2367
 # @@protoc_insertion_point(module_scope)

@@ -274,19 +274,27 @@ class PushFeaturesRequest(_message.Message):
     VIEW_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
     NULL_ROWS_FIELD_NUMBER: _builtins.int
+    MISSING_FEATURES_ARE_NULL_FIELD_NUMBER: _builtins.int
     view: _builtins.str
     """The feature view the rows belong to. Empty is INVALID_ARGUMENT."""
+    missing_features_are_null: _builtins.bool
+    """A pushed row replaces the stored row whole. False (the default): a push that leaves a
+    feature out is INVALID_ARGUMENT (reason MISSING_FEATURES), since storing it as null
+    would blank a value the stored row has. True: features left out are stored as null.
+    """
     @_builtins.property
     def columns(self) -> _containers.MessageMap[_builtins.str, _types_pb2.Column]:
         """Rows as columns: every join key of the view, the event timestamp column (named as the
-        view's timestamp field), optionally its created-timestamp field, and any subset of the
-        view's features (features left out are stored as null). Unknown columns are
-        INVALID_ARGUMENT.
+        view's timestamp field), optionally its created-timestamp field, and every feature of
+        the view (see missing_features_are_null). Unknown columns are INVALID_ARGUMENT.
         """
 
     @_builtins.property
     def null_rows(self) -> _containers.MessageMap[_builtins.str, Global___NullRows]:
-        """Rows whose value is null, per column name: indexes of null cells. Unset means no nulls."""
+        """Rows whose value is null, per column name: indexes of null cells. Unset means no nulls.
+        A feature that is null in every row may be given here alone, without a column, if its
+        indexes name every row.
+        """
 
     def __init__(
         self,
@@ -294,10 +302,11 @@ class PushFeaturesRequest(_message.Message):
         view: _builtins.str = ...,
         columns: _abc.Mapping[_builtins.str, _types_pb2.Column] | None = ...,
         null_rows: _abc.Mapping[_builtins.str, Global___NullRows] | None = ...,
+        missing_features_are_null: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "null_rows", b"null_rows", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "missing_features_are_null", b"missing_features_are_null", "null_rows", b"null_rows", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
