@@ -14,26 +14,12 @@ import json
 from typing import Any
 
 from ferry.cli.compose import open_store
-from ferry.cli.entity_options import add_view_entity_arguments
 from ferry.cli.lookup import entity_keys
-from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.cli.settings import load, online_store_url
 from ferry.core.codec import event_timestamp_of
 from ferry.core.keys import encode_key
 from ferry.core.timestamps import describe_micros
 from ferry.stores.base import ReadRequest, ViewTable
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "delete-rows",
-        help="remove stored rows of some entities of one view (repair a row from the future)",
-        description="Shows the stored rows of the entities (one JSON line each); with --yes "
-        "deletes them. Re-run the materialization (or push) afterwards to store the right rows.",
-    )
-    add_repo_arguments(parser)
-    add_view_entity_arguments(parser)
-    parser.add_argument("--yes", action="store_true", help="delete (default: only show)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,23 +6,9 @@ key's values are integers when every one parses as an integer, else strings.
 
 from __future__ import annotations
 
-import argparse
-
 from ferry.core.errors import InvalidValueError
 
 EntityColumns = dict[str, list[int | str]]
-
-
-def add_view_entity_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--view V`` and repeated ``--entity KEY=V1,V2,...``: the entities of one view."""
-    parser.add_argument("--view", required=True, help="the feature view")
-    parser.add_argument(
-        "--entity",
-        action="append",
-        required=True,
-        metavar="KEY=V1,V2,...",
-        help="values of one join key; repeat for each join key of the view",
-    )
 
 
 def raw_entity_options(specs: list[str]) -> dict[str, tuple[str, list[str]]]:

@@ -12,29 +12,6 @@ from ferry.cli.output import instant_text, jsonable
 from ferry.client import FerryClient, OnlineFeatures
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "get",
-        help="get features of entities from a running server",
-        description="Values are integers when every value of a key parses as one, else "
-        "strings; write KEY:string=... to force strings.",
-    )
-    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--features", help="comma-separated view:feature or view:* references")
-    which.add_argument("--feature-service", help="a feature service name")
-    parser.add_argument(
-        "--entity",
-        action="append",
-        required=True,
-        metavar="KEY=V1,V2,...",
-        help="values of one join key; repeat per join key",
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
-    parser.add_argument("--timeout-s", type=float, default=5.0, help="per-call timeout")
-    parser.set_defaults(run=run)
-
-
 def run(args: argparse.Namespace) -> int:
     entities = parse_entity_options(args.entity)
     features = [f.strip() for f in args.features.split(",")] if args.features else None

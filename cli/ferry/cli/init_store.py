@@ -10,16 +10,7 @@ import argparse
 import asyncio
 
 from ferry.cli.compose import open_store
-from ferry.cli.settings import add_repo_arguments, load, online_store_url
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "init-store",
-        help="create the online store's table (DynamoDB) if it does not exist; idempotent",
-    )
-    add_repo_arguments(parser)
-    parser.set_defaults(run=run)
+from ferry.cli.settings import load, online_store_url
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from ferry.cli.compose import open_store
-from ferry.cli.entity_options import add_view_entity_arguments, raw_entity_options
+from ferry.cli.entity_options import raw_entity_options
 from ferry.cli.output import jsonable
-from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.cli.settings import load, online_store_url
 from ferry.core.codec import RowCodec
 from ferry.core.errors import InvalidValueError
 from ferry.core.keys import encode_key
@@ -22,16 +22,6 @@ from ferry.core.repo import FeatureView
 from ferry.core.timestamps import format_micros
 from ferry.core.types import ValueType
 from ferry.stores.base import ReadRequest, ViewTable
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "lookup",
-        help="print stored rows of one view for some entities, straight from the online store",
-    )
-    add_repo_arguments(parser)
-    add_view_entity_arguments(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ferry.cli.compose import open_store
-from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.cli.settings import load, online_store_url
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
 from ferry.materializer import (
@@ -40,40 +40,6 @@ _COUNTS = (
 )
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    full = commands.add_parser(
-        "materialize",
-        help="load the online store with the as-of rows of a time window",
-        description="For every entity with rows whose event time is in [START, END] (and "
-        "within the view's TTL at END), write its as-of row at END to the online store, "
-        "unless the store holds a newer one. Prints one JSON line per view and a total.",
-    )
-    _common(full)
-    full.add_argument("--start", required=True, help="ISO 8601 instant; no zone means UTC")
-    full.set_defaults(run=run_window)
-
-    incremental = commands.add_parser(
-        "materialize-incremental",
-        help="materialize from each view's watermark up to END",
-        description="Like materialize, starting each view at its stored watermark; a first "
-        "run starts at END minus the view's TTL.",
-    )
-    _common(incremental)
-    incremental.set_defaults(run=run_incremental)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    add_repo_arguments(parser)
-    parser.add_argument("--end", required=True, help="ISO 8601 instant or 'now'; no zone = UTC")
-    parser.add_argument("--views", help="comma-separated view names (default: all)")
-    parser.add_argument(
-        "--batch-rows",
-        type=int,
-        default=JobConfig.batch_rows,
-        help=f"rows reduced and written together (default {JobConfig.batch_rows})",
-    )
-
-
 def run_window(args: argparse.Namespace) -> int:
     repo = load(args)
     views = select_views(repo, _names(args.views))
@@ -89,8 +55,6 @@ def run_incremental(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -> int:
-    if args.batch_rows < 1:
-        raise SystemExit("ferry: error: --batch-rows must be at least 1")
     store = open_store(online_store_url(args, repo))
     try:
         marks = await store.read_watermarks(repo.project, list(repo.views))

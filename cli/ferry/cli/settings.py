@@ -10,30 +10,10 @@ import argparse
 import dataclasses
 import os
 
+from ferry.cli.arguments import OFFLINE_ROOT_ENV, ONLINE_STORE_ENV
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.core.repo_file import load_repo
-
-ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
-OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
-
-
-def add_repo_arguments(
-    parser: argparse.ArgumentParser, online: bool = True, optional: bool = False
-) -> None:
-    parser.add_argument(
-        "repo_file", nargs="?" if optional else None, help="the feature repo YAML file"
-    )
-    parser.add_argument(
-        "--offline-root",
-        help=f"root of the offline store (overrides ${OFFLINE_ROOT_ENV} and the repo file)",
-    )
-    if online:
-        parser.add_argument(
-            "--online-store",
-            help="online store URL: sqlite:///PATH or redis://HOST:PORT/DB (overrides "
-            f"${ONLINE_STORE_ENV} and the repo file's online_store)",
-        )
 
 
 def load(args: argparse.Namespace) -> FeatureRepo:

@@ -9,29 +9,9 @@ import time
 
 import pyarrow.parquet as pq
 
-from ferry.cli.settings import add_repo_arguments, load
+from ferry.cli.settings import load
 from ferry.client.training import get_training_frame
 from ferry.core.errors import InvalidValueError
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "training-frame",
-        help="join features to an entity table as of each row's time (offline)",
-        description="Write the entity table with one column per feature, each taken by the "
-        "same as-of rule the materializer uses. Rows without a match get nulls.",
-    )
-    add_repo_arguments(parser, online=False)
-    parser.add_argument("--entities", required=True, help="Parquet file of entity rows")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--features", help="comma-separated view:feature or view:* references")
-    which.add_argument("--feature-service", help="a feature service name")
-    parser.add_argument("--timestamp-column", default="event_timestamp")
-    parser.add_argument(
-        "--event-timestamps", action="store_true", help="add <view>:__event_timestamp columns"
-    )
-    parser.add_argument("--out", required=True, help="Parquet file to write")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,21 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferry.cli.settings import add_repo_arguments, load
+from ferry.cli.settings import load
 from ferry.core.errors import RepoError
 from ferry.stores.offline import check_source
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "validate",
-        help="check a feature repo file and that its sources match it",
-        description="Report every problem of a feature repo file, then check that each "
-        "view's source exists and has the declared columns and types. Exit 0 only when all "
-        "is well.",
-    )
-    add_repo_arguments(parser, online=False)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

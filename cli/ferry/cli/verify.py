@@ -9,32 +9,13 @@ import sys
 
 from ferry.cli.compose import open_store
 from ferry.cli.output import json_default, strict
-from ferry.cli.settings import add_repo_arguments, load, online_store_url
+from ferry.cli.settings import load, online_store_url
 from ferry.client import FerryClient
 from ferry.client.skew_check import sample_keys, verify_view
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
 from ferry.materializer import select_views
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "verify",
-        help="compare served features with the offline as-of values (skew check)",
-        description="Sample entities of each view, ask the server for their features and "
-        "compare with the offline as-of values at the view's materialization watermark (or "
-        "--at). Prints one JSON line per mismatch and a summary; exits 1 if any differ.",
-    )
-    add_repo_arguments(parser)
-    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
-    parser.add_argument("--sample", type=int, default=1000, help="entities per view")
-    parser.add_argument(
-        "--at", help="ISO 8601 instant (default: each view's watermark, read from the online store)"
-    )
-    parser.add_argument("--views", help="comma-separated views (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,340 @@
+"""The command line's grammar: every subcommand, its arguments, and the checks that need no
+repo file, store or server.
+
+This module imports nothing beyond the standard library, so ``ferry --help``, every
+``ferry COMMAND --help`` and every usage error answer before pyarrow, gRPC or MLflow load
+(a second or more). Each subcommand names the function that runs it as
+``"module:function"``; ``ferry.cli.main`` imports that module only once the arguments are
+known to be good. The defaults that mirror a library's (port, limits, batch rows) are
+checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, TypeAlias
+
+ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
+OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
+
+DEFAULT_PORT = 6570  # ferry.server.DEFAULT_PORT
+MAX_ENTITY_ROWS = 10_000  # ferry.server.Limits.max_entity_rows
+STORE_TIMEOUT_MS = 1_000  # ferry.server.Limits.store_timeout_s, in ms
+MAX_PUSH_FUTURE_S = 300.0  # ferry.server.Limits.max_push_future_s
+BATCH_ROWS = 16_384  # ferry.materializer.JobConfig.batch_rows
+
+if TYPE_CHECKING:  # subscripted only for mypy: at run time the class is not generic
+    _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``ferry`` parser: ``args.run`` names the function to run, ``args.command`` the
+    subcommand."""
+    return _build()[0]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed arguments, checked as far as they can be without loading anything; a bad
+    combination exits 2 with the subcommand's usage, as argparse's own errors do."""
+    root, commands = _build()
+    args = root.parse_args(argv)
+    problem = _problem(args)
+    if problem:
+        commands.choices[args.command].error(problem)
+    return args
+
+
+def _build() -> tuple[argparse.ArgumentParser, _Commands]:
+    root = argparse.ArgumentParser(
+        prog="ferry", description="Ferry: define features once, serve them as trained."
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _validate(commands)
+    _init_store(commands)
+    _materialize(commands)
+    _lookup(commands)
+    _delete_rows(commands)
+    _serve(commands)
+    _get(commands)
+    _training_frame(commands)
+    _verify(commands)
+    return root, commands
+
+
+def _problem(args: argparse.Namespace) -> str | None:
+    if args.command == "serve":
+        if args.registry_only and not args.registry_uri:
+            return "--registry-only needs --registry-uri"
+        if not args.registry_only and not args.repo_file:
+            return "serve needs a repo file (or --registry-only)"
+        if args.workers < 1:
+            return "--workers must be at least 1"
+    if args.command in ("materialize", "materialize-incremental") and args.batch_rows < 1:
+        return "--batch-rows must be at least 1"
+    if args.command == "verify" and args.sample < 1:
+        return "--sample must be at least 1"
+    return None
+
+
+def _repo_arguments(
+    parser: argparse.ArgumentParser, online: bool = True, optional: bool = False
+) -> None:
+    parser.add_argument(
+        "repo_file", nargs="?" if optional else None, help="the feature repo YAML file"
+    )
+    parser.add_argument(
+        "--offline-root",
+        help=f"root of the offline store (overrides ${OFFLINE_ROOT_ENV} and the repo file)",
+    )
+    if online:
+        parser.add_argument(
+            "--online-store",
+            help="online store URL: sqlite:///PATH, redis://HOST:PORT/DB or "
+            f"dynamodb://TABLE?region=R (overrides ${ONLINE_STORE_ENV} and the repo file's "
+            "online_store)",
+        )
+
+
+def _view_entity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--view V`` and repeated ``--entity KEY=V1,V2,...``: the entities of one view."""
+    parser.add_argument("--view", required=True, help="the feature view")
+    parser.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="values of one join key; repeat for each join key of the view",
+    )
+
+
+def _validate(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "validate",
+        help="check a feature repo file and that its sources match it",
+        description="Report every problem of a feature repo file, then check that each "
+        "view's source exists and has the declared columns and types. Exit 0 only when all "
+        "is well.",
+    )
+    _repo_arguments(parser, online=False)
+    parser.set_defaults(run="ferry.cli.validate:run")
+
+
+def _init_store(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "init-store",
+        help="create the online store's table (DynamoDB) if it does not exist; idempotent",
+    )
+    _repo_arguments(parser)
+    parser.set_defaults(run="ferry.cli.init_store:run")
+
+
+def _materialize(commands: _Commands) -> None:
+    full = commands.add_parser(
+        "materialize",
+        help="load the online store with the as-of rows of a time window",
+        description="For every entity with rows whose event time is in [START, END] (and "
+        "within the view's TTL at END), write its as-of row at END to the online store, "
+        "unless the store holds a newer one. Prints one JSON line per view and a total.",
+    )
+    _materialize_common(full)
+    full.add_argument("--start", required=True, help="ISO 8601 instant; no zone means UTC")
+    full.set_defaults(run="ferry.cli.materialize:run_window")
+
+    incremental = commands.add_parser(
+        "materialize-incremental",
+        help="materialize from each view's watermark up to END",
+        description="Like materialize, starting each view at its stored watermark; a first "
+        "run starts at END minus the view's TTL.",
+    )
+    _materialize_common(incremental)
+    incremental.set_defaults(run="ferry.cli.materialize:run_incremental")
+
+
+def _materialize_common(parser: argparse.ArgumentParser) -> None:
+    _repo_arguments(parser)
+    parser.add_argument("--end", required=True, help="ISO 8601 instant or 'now'; no zone = UTC")
+    parser.add_argument("--views", help="comma-separated view names (default: all)")
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=BATCH_ROWS,
+        help=f"rows reduced and written together (default {BATCH_ROWS})",
+    )
+
+
+def _lookup(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "lookup",
+        help="print stored rows of one view for some entities, straight from the online store",
+    )
+    _repo_arguments(parser)
+    _view_entity_arguments(parser)
+    parser.set_defaults(run="ferry.cli.lookup:run")
+
+
+def _delete_rows(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "delete-rows",
+        help="remove stored rows of some entities of one view (repair a row from the future)",
+        description="Shows the stored rows of the entities (one JSON line each); with --yes "
+        "deletes them. Re-run the materialization (or push) afterwards to store the right rows.",
+    )
+    _repo_arguments(parser)
+    _view_entity_arguments(parser)
+    parser.add_argument("--yes", action="store_true", help="delete (default: only show)")
+    parser.set_defaults(run="ferry.cli.delete_rows:run")
+
+
+def _serve(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="serve features over gRPC (ServingService, health, reflection)",
+        description="Serve the repo's features from the online store over gRPC. Prints one "
+        "JSON line per process when it listens. SIGTERM/SIGINT drain and exit 0; SIGHUP "
+        "reloads the repo file.",
+    )
+    _repo_arguments(parser, optional=True)
+    parser.add_argument(
+        "--registry-uri",
+        help="MLflow tracking URI (sqlite:///PATH or "
+        "http://HOST:PORT): also serve RegistryService and GetModelFeatures",
+    )
+    parser.add_argument(
+        "--registry-only",
+        action="store_true",
+        help="serve only the registry: no repo file, no online store",
+    )
+    parser.add_argument(
+        "--poll-interval-s",
+        type=float,
+        default=1.0,
+        help="how often models in use are re-read from MLflow (default 1)",
+    )
+    parser.add_argument(
+        "--webhook-port",
+        type=int,
+        help="run an MLflow webhook receiver on "
+        "this port (0: any free one) for changes within ~0.1 s",
+    )
+    parser.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="address of the webhook receiver, apart from --host (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("FERRY_WEBHOOK_SECRET", ""),
+        help="secret MLflow signs webhooks with (default $FERRY_WEBHOOK_SECRET)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port, 0 for any free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT). Default 1: the kernel "
+        "spreads connections, not calls, so extra processes only help when several client "
+        "connections arrive; use the number of cores for many clients",
+    )
+    parser.add_argument(
+        "--max-entity-rows",
+        type=int,
+        default=MAX_ENTITY_ROWS,
+        help=f"entity rows per request (default {MAX_ENTITY_ROWS})",
+    )
+    parser.add_argument(
+        "--store-timeout-ms",
+        type=int,
+        default=STORE_TIMEOUT_MS,
+        help=f"bound on one store call (default {STORE_TIMEOUT_MS})",
+    )
+    parser.add_argument(
+        "--store-reads-in-flight",
+        type=int,
+        default=None,
+        help="natural batching: most store reads at once; requests arriving meanwhile share "
+        "the next read. 0 turns batching off. Default: the store's own (0 for SQLite and "
+        "Redis, 2 for DynamoDB)",
+    )
+    parser.add_argument(
+        "--max-push-future-s",
+        type=float,
+        default=MAX_PUSH_FUTURE_S,
+        help="how far past this server's clock a pushed timestamp may be (default "
+        f"{MAX_PUSH_FUTURE_S:g}); later rows are refused",
+    )
+    parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=10.0,
+        help="time calls in flight get to finish on SIGTERM (default 10)",
+    )
+    parser.set_defaults(run="ferry.cli.serve:run")
+
+
+def _get(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "get",
+        help="get features of entities from a running server",
+        description="Values are integers when every value of a key parses as one, else "
+        "strings; write KEY:string=... to force strings.",
+    )
+    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--features", help="comma-separated view:feature or view:* references")
+    which.add_argument("--feature-service", help="a feature service name")
+    parser.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="values of one join key; repeat per join key",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
+    parser.add_argument("--timeout-s", type=float, default=5.0, help="per-call timeout")
+    parser.set_defaults(run="ferry.cli.get:run")
+
+
+def _training_frame(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "training-frame",
+        help="join features to an entity table as of each row's time (offline)",
+        description="Write the entity table with one column per feature, each taken by the "
+        "same as-of rule the materializer uses. Rows without a match get nulls.",
+    )
+    _repo_arguments(parser, online=False)
+    parser.add_argument("--entities", required=True, help="Parquet file of entity rows")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--features", help="comma-separated view:feature or view:* references")
+    which.add_argument("--feature-service", help="a feature service name")
+    parser.add_argument("--timestamp-column", default="event_timestamp")
+    parser.add_argument(
+        "--event-timestamps", action="store_true", help="add <view>:__event_timestamp columns"
+    )
+    parser.add_argument("--out", required=True, help="Parquet file to write")
+    parser.set_defaults(run="ferry.cli.training_frame:run")
+
+
+def _verify(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="compare served features with the offline as-of values (skew check)",
+        description="Sample entities of each view, ask the server for their features and "
+        "compare with the offline as-of values at the view's materialization watermark (or "
+        "--at). Prints one JSON line per mismatch and a summary; exits 1 if any differ.",
+    )
+    _repo_arguments(parser)
+    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    parser.add_argument("--sample", type=int, default=1000, help="entities per view")
+    parser.add_argument(
+        "--at", help="ISO 8601 instant (default: each view's watermark, read from the online store)"
+    )
+    parser.add_argument("--views", help="comma-separated views (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.set_defaults(run="ferry.cli.verify:run")
