@@ -2,9 +2,16 @@
 
 from ferry.materializer.job import JobConfig, ViewReport, materialize, total_rows
 from ferry.materializer.plan import ViewPlan, plan_incremental, plan_window, select_views
-from ferry.materializer.progress import Progress, SilentProgress, TerminalProgress, progress_for
+from ferry.materializer.progress import (
+    Counts,
+    Progress,
+    SilentProgress,
+    TerminalProgress,
+    progress_for,
+)
 
 __all__ = [
+    "Counts",
     "JobConfig",
     "Progress",
     "SilentProgress",

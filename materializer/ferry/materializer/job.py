@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -28,7 +28,7 @@ from ferry.core.errors import SourceError
 from ferry.core.ingest import ingest_rows
 from ferry.core.repo import FeatureRepo, FeatureView
 from ferry.materializer.plan import ViewPlan
-from ferry.materializer.progress import Progress, SilentProgress
+from ferry.materializer.progress import Counts, Progress, SilentProgress
 from ferry.stores.base import OnlineStore, ViewTable, WriteResult
 from ferry.stores.offline import count_rows, open_checked_source, open_source, row_groups, scan
 
@@ -131,11 +131,18 @@ async def _materialize_view(
     view, window = plan.view, plan.window
     started = time.perf_counter()
     report = ViewReport(view.name, window.start, window.end)
-    writer = _Writer(store, ViewTable(repo.project, view.name, view.ttl_micros), report, config)
+    writer = _Writer(
+        store,
+        ViewTable(repo.project, view.name, view.ttl_micros),
+        report,
+        config,
+        lambda counts: progress.update(view.name, counts),
+    )
     codec = RowCodec(view.features)
     pieces = row_groups(dataset, view, window)
     pending: list[pa.Table] = []
     pending_rows = 0
+    pending_read = 0  # rows read since the last submit: they settle with the next batch
     try:
         for read, after_end, in_window in scan(pieces, view, window, config.batch_rows):
             report.rows_read += read
@@ -143,14 +150,18 @@ async def _materialize_view(
             report.rows_outside_window += read - in_window.num_rows
             pending.append(in_window)
             pending_rows += in_window.num_rows
+            pending_read += read
             if pending_rows >= config.batch_rows:
-                await writer.submit(
-                    _encode(pa.concat_tables(pending), view, codec, window.end, report)
-                )
-                pending, pending_rows = [], 0
-            progress.update(view.name, report.rows_read, report.rows_written)
-        if pending_rows:
-            await writer.submit(_encode(pa.concat_tables(pending), view, codec, window.end, report))
+                rows = _encode(pa.concat_tables(pending), view, codec, window.end, report)
+                await writer.submit(rows, pending_read)
+                pending, pending_rows, pending_read = [], 0, 0
+            progress.update(view.name, writer.counts())
+        rows = (
+            _encode(pa.concat_tables(pending), view, codec, window.end, report)
+            if pending_rows
+            else []
+        )
+        await writer.submit(rows, pending_read)
         await writer.drain()
     except BaseException:
         await writer.cancel()
@@ -160,7 +171,7 @@ async def _materialize_view(
     )
     await store.write_watermark(repo.project, view.name, window.end)
     report.seconds = time.perf_counter() - started
-    progress.finish(view.name, report.rows_read, report.rows_written)
+    progress.finish(view.name, writer.counts())
     return report
 
 
@@ -187,40 +198,60 @@ class _Writer:
     write's error is raised at the next submit or drain."""
 
     def __init__(
-        self, store: OnlineStore, table: ViewTable, report: ViewReport, config: JobConfig
+        self,
+        store: OnlineStore,
+        table: ViewTable,
+        report: ViewReport,
+        config: JobConfig,
+        on_write: Callable[[Counts], None],
     ) -> None:
         self.store, self.table, self.report = store, table, report
         self.limit = config.max_writes_in_flight
+        self.on_write = on_write
         self.tasks: set[asyncio.Task[WriteResult]] = set()
+        self.rows_read_of: dict[asyncio.Task[WriteResult], int] = {}
+        self.rows_settled = 0
 
-    async def submit(self, rows: list[tuple[bytes, bytes]]) -> None:
-        if not rows:  # a batch whose every row had a null key or event time
+    def counts(self) -> Counts:
+        """Rows read, written (acknowledged) and settled so far."""
+        return Counts(self.report.rows_read, self.report.rows_written, self.rows_settled)
+
+    async def submit(self, rows: list[tuple[bytes, bytes]], rows_read: int) -> None:
+        """Write ``rows``, which came of ``rows_read`` source rows (settled with them)."""
+        if not rows:  # every row outside the window or with a null key or event time
+            self.rows_settled += rows_read
             return
         while len(self.tasks) >= self.limit:
-            await self._wait(asyncio.FIRST_COMPLETED)
+            await self._wait()
         self.report.batches += 1
-        self.tasks.add(asyncio.create_task(self.store.write(self.table, rows)))
+        task = asyncio.create_task(self.store.write(self.table, rows))
+        self.tasks.add(task)
+        self.rows_read_of[task] = rows_read
 
     async def drain(self) -> None:
         while self.tasks:
-            await self._wait(asyncio.ALL_COMPLETED)
+            await self._wait()
 
     async def cancel(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        self.rows_read_of.clear()
 
-    async def _wait(self, when: str) -> None:
-        done, self.tasks = await asyncio.wait(self.tasks, return_when=when)
+    async def _wait(self) -> None:
+        done, self.tasks = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
         # Every finished write is looked at, so that a second failure (a store stall fails
         # all writes in flight at once) is not left as "Task exception was never retrieved".
         failures: list[BaseException] = []
         for task in done:
+            rows_read = self.rows_read_of.pop(task)
             failure = task.exception()
             if failure is None:
                 self.report.add(task.result())
+                self.rows_settled += rows_read
             else:
                 failures.append(failure)
         if failures:
             raise failures[0]
+        self.on_write(self.counts())
