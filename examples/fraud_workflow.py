@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,17 +71,39 @@ def train(frame: Any, seed: int, c: float) -> tuple[Any, float, dict[str, Any]]:
 
 
 def log_and_register(model: Any, auc: float, params: dict[str, Any]) -> int:
+    # The registry extra's packages: imported where used, as in train().
     import mlflow
     import mlflow.sklearn
+    import sklearn
+    import skops
 
+    step("logging the model to MLflow and registering it")
     with mlflow.start_run():
         mlflow.log_params(params)
         mlflow.log_metric("auc", auc)
-        # numpy.dtype: the imputer keeps the input dtype; a type we create, so trusted.
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=MODEL, skops_trusted_types=["numpy.dtype"]
+            model,
+            name="model",
+            registered_model_name=MODEL,
+            # numpy.dtype: the imputer keeps the input dtype; a type we create, so trusted.
+            skops_trusted_types=["numpy.dtype"],
+            # Named, not inferred: inferring them loads the model in a fresh interpreter to
+            # see what it imports, which took 5 s here and over a minute on a busy machine.
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"numpy=={np.__version__}",
+                f"skops=={skops.__version__}",
+            ],
         )
     return int(info.registered_model_version)
+
+
+_STARTED = time.monotonic()
+
+
+def step(what: str) -> None:
+    """Say what the example is doing now, and how long it has been going."""
+    print(f"[{time.monotonic() - _STARTED:5.1f} s] {what} ...", flush=True)
 
 
 async def watch_for(target: str, version: int, seconds: float) -> str:
@@ -101,6 +124,7 @@ def main() -> None:
     work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="ferry-workflow-"))
     work.mkdir(parents=True, exist_ok=True)
     start = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    step("writing a synthetic fraud data set (5,000 users, 20,000 transactions)")
     subprocess.run(
         [
             sys.executable,
@@ -131,11 +155,13 @@ def main() -> None:
     mlflow.set_experiment("fraud")
 
     # 1. Training data: every labelled transaction with its features as of its own time.
+    step("building the training frame: each transaction's features as of its own time")
     transactions = pq.read_table(work / "data" / "transactions.parquet")
     frame = get_training_frame(repo, transactions, feature_service=SERVICE)
     print(f"training frame: {frame.num_rows} rows x {frame.num_columns} columns")
 
     # 2. Train, log, register, bind to the feature service, promote (alias and stage).
+    step("training version 1 (logistic regression)")
     model, auc, params = train(frame, seed=1, c=0.1)
     v1 = log_and_register(model, auc, params)
     bind_feature_service(MODEL, v1, SERVICE, tracking)
@@ -146,6 +172,7 @@ def main() -> None:
 
     # 3. Load the online store and serve features and the registry.
     ferry = [sys.executable, "-m", "ferry.cli.main"]
+    step("materializing the online store (SQLite) up to now")
     subprocess.run(
         [
             *ferry,
@@ -161,6 +188,7 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
+    step("starting ferry serve with the MLflow registry")
     server = subprocess.Popen(
         [
             *ferry,
@@ -184,6 +212,7 @@ def main() -> None:
         target = json.loads(server.stdout.readline())["address"]
 
         # 4. The prediction service: features of the live model's service, then score.
+        step("asking for the live model's features and scoring five transactions")
         sample = transactions.slice(0, 5)
         with FerryClient(target, timeout_s=5) as client:
             version, features = client.get_model_features(
@@ -203,10 +232,13 @@ def main() -> None:
             print(f"  user {user:>5} at {merchant}: fraud score {score:.3f}")
 
         # 5. A second version; promoting it reaches a watcher within about a second.
+        step("training version 2")
         model2, auc2, params2 = train(frame, seed=2, c=10.0)
         v2 = log_and_register(model2, auc2, params2)
         bind_feature_service(MODEL, v2, SERVICE, tracking)
         print(f"registered version {v2}: AUC {auc2:.3f}")
+
+        step("promoting version 2 while a watcher streams the champion alias")
 
         async def promote_and_watch() -> str:
             watcher = asyncio.create_task(watch_for(target, v2, 10))

@@ -24,5 +24,11 @@ def test_fraud_workflow_example(tmp_path: Path) -> None:
     assert "serving version 1 (fraud_v1):" in out
     assert out.count("fraud score") == 5
     assert "watcher: champion moved to version 2" in out
+    # It says what it is doing before each slow step, and is never silent for long.
+    steps = [line for line in out.splitlines() if line.startswith("[")]
+    assert sum("logging the model to MLflow" in line for line in steps) == 2
+    times = [float(line[1:].split(" s]")[0]) for line in steps]
+    assert times == sorted(times)
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 60, steps
     # Everything it writes stays in its work folder (MLflow artifacts included).
     assert [p.name for p in tmp_path.iterdir()] == ["work"]
