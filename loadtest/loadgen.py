@@ -328,6 +328,16 @@ def ratios(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None
     }
 
 
+def plot_title(call: str, batch: int, store: str, settings: Settings, workers: int) -> str:
+    """What a sweep plot shows: the call, batch size, store, server processes, and the
+    closed loop whose maximum the offered loads are fractions of."""
+    return (
+        f"{call}, batch {batch}, store {store}, ferry workers {workers}\n"
+        f"open loop at fractions of the closed-loop max: {settings.concurrency} in flight, "
+        f"{settings.processes} client process(es), {settings.channels} channel(s) each"
+    )
+
+
 def plot(sweeps: dict[str, dict[str, Any]], title: str, path: Path) -> None:
     """Latency percentiles against offered load, one colour per server."""
     import matplotlib
@@ -351,7 +361,7 @@ def plot(sweeps: dict[str, dict[str, Any]], title: str, path: Path) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("offered load (calls/s, open loop)")
     axes.set_ylabel("latency from intended send time (ms)")
-    axes.set_title(title)
+    axes.set_title(title, fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -403,6 +413,11 @@ def main() -> None:
     parser.add_argument("--sweep", help="open loop at these fractions of the closed-loop max")
     parser.add_argument("--plot", type=Path, help="with --sweep: write a PNG plot here")
     parser.add_argument("--no-echo", action="store_true", help="skip the echo baseline")
+    parser.add_argument(
+        "--store",
+        default="not given",
+        help="the online store the server reads, for the plot's title (e.g. redis)",
+    )
     workloads.add_arguments(parser)
     add_arguments(parser)
     args = parser.parse_args()
@@ -445,7 +460,9 @@ def main() -> None:
         shown = {"ferry": report["ferry"]}
         if "echo" in report:
             shown["echo"] = report["echo"]
-        plot(shown, f"{workload.method.rsplit('/', 1)[1]}, batch {workload.batch}", args.plot)
+        call = workload.method.rsplit("/", 1)[-1]
+        title = plot_title(call, workload.batch, args.store, settings, len(pids) or 1)
+        plot(shown, title, args.plot)
         report["plot"] = str(args.plot)
     print(json.dumps(report, indent=2))
 

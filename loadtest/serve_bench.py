@@ -247,7 +247,10 @@ def _sweep(
         ),
     }
     if args.out:
-        loadgen.plot(sweeps, "GetOnlineFeatures fraud_v1, batch 1", args.out / "sweep_b1.png")
+        title = loadgen.plot_title(
+            "GetOnlineFeatures fraud_v1", 1, args.store, settings, args.workers
+        )
+        loadgen.plot(sweeps, title, args.out / "sweep_b1.png")
     return sweeps
 
 
