@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Installs Debian packages whose commands are missing. Arguments: COMMAND=PACKAGE pairs, e.g.
+# Installs Debian packages whose commands (or files) are missing. Arguments: COMMAND=PACKAGE
+# or /ABSOLUTE/PATH=PACKAGE pairs, e.g.
 #   bash scripts/install-debian.sh redis-server=redis-server h2load=nghttp2-client
 set -euo pipefail
 missing=()
 for pair in "$@"; do
-  command -v "${pair%%=*}" >/dev/null || missing+=("${pair#*=}")
+  what="${pair%%=*}"
+  if [[ "$what" == /* ]]; then
+    [ -e "$what" ] || missing+=("${pair#*=}")
+  else
+    command -v "$what" >/dev/null || missing+=("${pair#*=}")
+  fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
