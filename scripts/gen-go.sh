@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates the Go code of protos/ into GOPATH_DIR/src/ferry/gen/go, the import path the
 # protos' go_package options name (ferry/gen/go/ferry/api/...). Needs protoc, protoc-gen-go
-# and protoc-gen-go-grpc (bash scripts/install-go.sh).
+# and protoc-gen-go-grpc (bash scripts/install-client-toolchains.sh).
 # Usage: bash scripts/gen-go.sh GOPATH_DIR
 set -euo pipefail
 out="$1/src/ferry/gen/go"
