@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
 OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
+TOKEN_ENV = "FERRY_TOKEN"
 
 DEFAULT_PORT = 6570  # ferry.server.DEFAULT_PORT
 MAX_ENTITY_ROWS = 10_000  # ferry.server.Limits.max_entity_rows
@@ -64,6 +65,12 @@ def _build() -> tuple[argparse.ArgumentParser, _Commands]:
 
 def _problem(args: argparse.Namespace) -> str | None:
     if args.command == "serve":
+        if bool(args.tls_cert) != bool(args.tls_key):
+            return "--tls-cert and --tls-key go together"
+        if args.tls_client_ca and not args.tls_cert:
+            return "--tls-client-ca (mTLS) needs --tls-cert and --tls-key"
+        if args.insecure and args.tls_cert:
+            return "--insecure and --tls-cert contradict each other"
         if args.registry_only and not args.registry_uri:
             return "--registry-only needs --registry-uri"
         if not args.registry_only and not args.repo_file:
@@ -74,6 +81,8 @@ def _problem(args: argparse.Namespace) -> str | None:
         return "--batch-rows must be at least 1"
     if args.command == "verify" and args.sample < 1:
         return "--sample must be at least 1"
+    if args.command in ("get", "verify") and bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
     return None
 
 
@@ -105,6 +114,22 @@ def _view_entity_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="KEY=V1,V2,...",
         help="values of one join key; repeat for each join key of the view",
+    )
+
+
+def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to reach a server: ``--target``, TLS files and a bearer token."""
+    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    parser.add_argument(
+        "--tls-ca", help="connect with TLS; PEM CA certificates the server's must chain to"
+    )
+    parser.add_argument("--tls-cert", help="client certificate (PEM) for a server with mTLS")
+    parser.add_argument("--tls-key", help="private key of --tls-cert")
+    parser.add_argument("--tls-server-name", help="name to expect in the server's certificate")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"bearer token for a server that checks them (default ${TOKEN_ENV})",
     )
 
 
@@ -227,7 +252,22 @@ def _serve(commands: _Commands) -> None:
         default=os.environ.get("FERRY_WEBHOOK_SECRET", ""),
         help="secret MLflow signs webhooks with (default $FERRY_WEBHOOK_SECRET)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address (default 127.0.0.1); any other than a loopback one needs TLS or --insecure",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        help="PEM CA certificates of client certificates: require mTLS (with --tls-cert)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve plaintext on a non-loopback --host (behind a mesh that encrypts)",
+    )
     parser.add_argument(
         "--port",
         type=int,
@@ -285,7 +325,7 @@ def _get(commands: _Commands) -> None:
         description="Values are integers when every value of a key parses as one, else "
         "strings; write KEY:string=... to force strings.",
     )
-    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    _client_arguments(parser)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--features", help="comma-separated view:feature or view:* references")
     which.add_argument("--feature-service", help="a feature service name")
@@ -330,7 +370,7 @@ def _verify(commands: _Commands) -> None:
         "--at). Prints one JSON line per mismatch and a summary; exits 1 if any differ.",
     )
     _repo_arguments(parser)
-    parser.add_argument("--target", required=True, help="HOST:PORT of a ferry server")
+    _client_arguments(parser)
     parser.add_argument("--sample", type=int, default=1000, help="entities per view")
     parser.add_argument(
         "--at", help="ISO 8601 instant (default: each view's watermark, read from the online store)"

@@ -9,13 +9,14 @@ from typing import Any
 
 from ferry.cli.entity_options import parse_entity_options
 from ferry.cli.output import instant_text, jsonable
-from ferry.client import FerryClient, OnlineFeatures
+from ferry.cli.settings import client_of
+from ferry.client import OnlineFeatures
 
 
 def run(args: argparse.Namespace) -> int:
     entities = parse_entity_options(args.entity)
     features = [f.strip() for f in args.features.split(",")] if args.features else None
-    with FerryClient(args.target, timeout_s=args.timeout_s) as client:
+    with client_of(args, args.timeout_s) as client:
         result = client.get_online_features(
             entities=entities, features=features, feature_service=args.feature_service
         )

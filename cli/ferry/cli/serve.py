@@ -6,7 +6,7 @@ import argparse
 
 from ferry.cli.compose import FeaturesConfig, RegistryConfig, server_builder
 from ferry.cli.settings import load, online_store_url
-from ferry.server import Limits, ServerConfig, run_workers
+from ferry.server import Limits, ServerConfig, TlsFiles, run_workers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,5 +33,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_push_future_s,
         ),
         grace_s=args.grace_s,
+        tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None,
+        insecure=args.insecure,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

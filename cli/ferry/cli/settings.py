@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 from ferry.cli.arguments import OFFLINE_ROOT_ENV, ONLINE_STORE_ENV
+from ferry.client import ClientTls, FerryClient
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.core.repo_file import load_repo
@@ -40,3 +41,11 @@ def online_store_url(args: argparse.Namespace, repo: FeatureRepo) -> str:
             "online_store in the repo file"
         )
     return str(url)
+
+
+def client_of(args: argparse.Namespace, timeout_s: float) -> FerryClient:
+    """A client of ``--target`` with the TLS files and token the arguments give."""
+    tls = None
+    if args.tls_ca or args.tls_cert or args.tls_server_name:
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    return FerryClient(args.target, timeout_s=timeout_s, tls=tls, token=args.token)

@@ -9,8 +9,7 @@ import sys
 
 from ferry.cli.compose import open_store
 from ferry.cli.output import json_default, strict
-from ferry.cli.settings import load, online_store_url
-from ferry.client import FerryClient
+from ferry.cli.settings import client_of, load, online_store_url
 from ferry.client.skew_check import sample_keys, verify_view
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
@@ -23,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     views = select_views(repo, [v for v in (args.views or "").split(",") if v])
     times = _times(args, repo, [v.name for v in views])
     total, found = 0, 0
-    with FerryClient(args.target, timeout_s=30) as client:
+    with client_of(args, 30) as client:
         for view in views:
             keys = sample_keys(repo, view, args.sample, args.seed)
             compared, mismatches = verify_view(client, repo, view, keys, times[view.name])

@@ -2,6 +2,7 @@
 
 from ferry.client._calls import PushResult
 from ferry.client._clients import AsyncFerryClient, FerryClient
+from ferry.client._connection import ClientTls
 from ferry.client._errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -22,6 +23,7 @@ from ferry.core.model_binding import FEATURE_SERVICE_TAG
 __all__ = [
     "FEATURE_SERVICE_TAG",
     "AsyncFerryClient",
+    "ClientTls",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FeatureValues",

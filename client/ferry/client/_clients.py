@@ -18,6 +18,7 @@ from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry.api.serving.v1 import serving_pb2_grpc
 from ferry.client import _calls as calls
 from ferry.client._calls import Call, PushResult, T
+from ferry.client._connection import ClientTls, call_metadata, open_channel
 from ferry.client._errors import from_rpc_error
 from ferry.client._requests import Columns
 from ferry.client._results import OnlineFeatures
@@ -43,12 +44,21 @@ class FerryClient:
         target: ``host:port``.
         timeout_s: Default per-call timeout, in seconds. Default 1.
         retry: Policy for reads on UNAVAILABLE. Pushes are never retried.
+        tls: TLS (and mTLS) settings; None connects in plaintext.
+        token: A bearer token sent with every call, for a server that checks tokens.
     """
 
     def __init__(
-        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
+        self,
+        target: str,
+        *,
+        timeout_s: float = 1.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
-        self._channel = grpc.insecure_channel(target, options=_OPTIONS)
+        self._metadata = call_metadata(token)
+        self._channel = open_channel(target, _OPTIONS, tls, aio=False)
         self._methods = _methods(self._channel)
         self.timeout_s = timeout_s
         self.retry = retry
@@ -137,7 +147,9 @@ class FerryClient:
         """
         stream = LookupStream()
         messages = (stream.request(lookup) for lookup in lookups)
-        responses = self._methods["StreamOnlineFeatures"](messages, timeout=timeout_s)
+        responses = self._methods["StreamOnlineFeatures"](
+            messages, timeout=timeout_s, metadata=self._metadata
+        )
         try:
             for response in responses:
                 yield stream.result(response)
@@ -152,7 +164,9 @@ class FerryClient:
         while True:
             try:
                 response = self._methods[call.method](
-                    call.request, timeout=max(deadline - time.monotonic(), 0.0)
+                    call.request,
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                    metadata=self._metadata,
                 )
                 return call.decode(response)
             except grpc.RpcError as err:
@@ -175,9 +189,16 @@ class AsyncFerryClient:
     """asyncio client of a Ferry server; same arguments and results as ``FerryClient``."""
 
     def __init__(
-        self, target: str, *, timeout_s: float = 1.0, retry: RetryPolicy = DEFAULT_RETRY
+        self,
+        target: str,
+        *,
+        timeout_s: float = 1.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
+        self._metadata = call_metadata(token)
+        self._channel = open_channel(target, _OPTIONS, tls, aio=True)
         self._methods = _methods(self._channel)
         self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self.timeout_s = timeout_s
@@ -234,7 +255,7 @@ class AsyncFerryClient:
         request = registry_pb2.WatchModelVersionRequest(
             name=model, selector=selector(alias, stage, version)
         )
-        stream = self._registry.WatchModelVersion(request)
+        stream = self._registry.WatchModelVersion(request, metadata=self._metadata)
         try:
             async for message in stream:
                 yield ModelVersion.from_message(message.model_version, message.stale)
@@ -264,7 +285,7 @@ class AsyncFerryClient:
         iterable (a queue drained as requests arrive, say)."""
         stream = LookupStream()
         responses = self._methods["StreamOnlineFeatures"](
-            stream.requests(lookups), timeout=timeout_s
+            stream.requests(lookups), timeout=timeout_s, metadata=self._metadata
         )
         try:
             async for response in responses:
@@ -280,7 +301,9 @@ class AsyncFerryClient:
         while True:
             try:
                 response = await self._methods[call.method](
-                    call.request, timeout=max(deadline - time.monotonic(), 0.0)
+                    call.request,
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                    metadata=self._metadata,
                 )
                 return call.decode(response)
             except grpc.aio.AioRpcError as err:

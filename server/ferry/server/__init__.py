@@ -13,6 +13,7 @@ from ferry.server.app import (
     serve,
 )
 from ferry.server.serving import Limits
+from ferry.server.tls import TlsFiles
 from ferry.server.workers import run_workers
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ServedRegistry",
     "ServerBuilder",
     "ServerConfig",
+    "TlsFiles",
     "run",
     "run_workers",
     "serve",

@@ -1,8 +1,8 @@
 """The Ferry server process: gRPC on uvloop, health, reflection, reload and graceful stop.
 
 Signals: SIGTERM and SIGINT drain (health goes NOT_SERVING, new calls are refused, calls in
-flight finish within the grace period) and exit 0; SIGHUP reloads the repo file, keeping
-the old definitions if the new file is invalid.
+flight finish within the grace period) and exit 0; SIGHUP reloads the repo file and the TLS files,
+keeping what it had of either if the new files are invalid.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiv
 from ferry.server.registry import add_to_server as add_registry_service
 from ferry.server.serving import SERVING_SERVICE, Catalog, Limits, ServingService
 from ferry.server.serving import add_to_server as add_serving_service
+from ferry.server.tls import ServerTls, TlsFiles, is_loopback
 from ferry.stores.base import OnlineStore
 
 log = logging.getLogger("ferry.server")
@@ -53,6 +54,10 @@ class ServerConfig:
         reuse_port: Share the port with other processes (SO_REUSEPORT): only the workers of
             one ``ferry serve --workers N`` do; otherwise a second server on a taken port
             must fail, not silently split its traffic. Default False.
+        tls: The certificate files; None serves plaintext, which only a loopback ``host``
+            may do unless ``insecure`` says so.
+        insecure: Serve plaintext on a non-loopback address (behind a mesh that encrypts,
+            say). Default False: such a server refuses to start.
     """
 
     host: str = "127.0.0.1"
@@ -62,6 +67,8 @@ class ServerConfig:
     health_interval_s: float = 0.5
     grace_s: float = 10.0
     reuse_port: bool = False
+    tls: TlsFiles | None = None
+    insecure: bool = False
 
 
 @dataclass
@@ -105,7 +112,14 @@ class FerryServer:
     ) -> None:
         if features is None and registry is None:
             raise FerryError("a server needs features to serve, a model registry, or both")
+        if config.tls is None and not config.insecure and not is_loopback(config.host):
+            raise FerryError(
+                f"refusing to serve plaintext on {config.host}, which is not a loopback "
+                "address: give --tls-cert and --tls-key, or --insecure if the network "
+                "encrypts for you (a service mesh, say)"
+            )
         self.config = config
+        self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.features = features
         self.health_servicer = health_aio.HealthServicer()
         self.registry = registry.registry if registry is not None else None
@@ -152,7 +166,10 @@ class FerryServer:
         address = f"{self.config.host}:{self.config.port}"
         try:
             # grpcio returns 0 or raises RuntimeError, depending on the version.
-            self.port = self.server.add_insecure_port(address)
+            if self.tls is not None:
+                self.port = self.server.add_secure_port(address, self.tls.credentials())
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError:
             self.port = 0
         if self.port == 0:
@@ -169,9 +186,14 @@ class FerryServer:
         return self.port
 
     def reload(self) -> bool:
-        """Re-read the repo file; on any problem keep the current definitions."""
+        """SIGHUP: re-read the TLS files and the repo file; whatever fails to load is kept
+        as it was. True if everything reloaded."""
+        tls_ok = self.tls.reload() if self.tls is not None else True
+        return self._reload_repo() and tls_ok
+
+    def _reload_repo(self) -> bool:
         if self.features is None:
-            return False
+            return True
         try:
             catalog = Catalog(self.features.load_repo())
         except FerryError as err:
