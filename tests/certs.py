@@ -43,8 +43,9 @@ class Authority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )
+        self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
         self.ca_file = str(folder / f"{name.replace(' ', '_')}.pem")
-        Path(self.ca_file).write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        Path(self.ca_file).write_bytes(self.cert_pem)
 
     def issue(
         self,

@@ -269,6 +269,14 @@ def _serve(commands: _Commands) -> None:
         help="serve plaintext on a non-loopback --host (behind a mesh that encrypts)",
     )
     parser.add_argument(
+        "--access-file",
+        help="YAML of callers (token hashes, mTLS identities) and their permissions: every "
+        "call but health and reflection must then authenticate; re-read on SIGHUP",
+    )
+    parser.add_argument(
+        "--no-reflection", action="store_true", help="do not serve gRPC server reflection"
+    )
+    parser.add_argument(
         "--port",
         type=int,
         default=DEFAULT_PORT,

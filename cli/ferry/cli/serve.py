@@ -35,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
         grace_s=args.grace_s,
         tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None,
         insecure=args.insecure,
+        access_file=args.access_file,
+        reflection=not args.no_reflection,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

@@ -61,6 +61,15 @@ class UnimplementedError(RpcError):
     """The server does not serve this RPC."""
 
 
+class UnauthenticatedError(RpcError):
+    """The server checks callers and this one has no token (or client certificate) it
+    knows."""
+
+
+class PermissionDeniedError(RpcError):
+    """The caller is known but not granted what the call needs (the message names it)."""
+
+
 class InternalError(RpcError):
     """The server failed; its log has the details."""
 
@@ -73,6 +82,8 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 

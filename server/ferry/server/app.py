@@ -1,8 +1,8 @@
 """The Ferry server process: gRPC on uvloop, health, reflection, reload and graceful stop.
 
 Signals: SIGTERM and SIGINT drain (health goes NOT_SERVING, new calls are refused, calls in
-flight finish within the grace period) and exit 0; SIGHUP reloads the repo file and the TLS files,
-keeping what it had of either if the new files are invalid.
+flight finish within the grace period) and exit 0; SIGHUP reloads the repo file, the TLS
+files and the access file, keeping what it had of each whose new file is invalid.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from grpc_reflection.v1alpha import reflection
 from ferry.api.serving.v1 import serving_pb2
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
+from ferry.server.access import Access
+from ferry.server.authenticate import AuthInterceptor
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
@@ -58,6 +60,9 @@ class ServerConfig:
             may do unless ``insecure`` says so.
         insecure: Serve plaintext on a non-loopback address (behind a mesh that encrypts,
             say). Default False: such a server refuses to start.
+        access_file: Callers and their permissions (``ferry.server.access``); None checks
+            nothing. Re-read on SIGHUP.
+        reflection: Serve gRPC server reflection. Default True.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +74,8 @@ class ServerConfig:
     reuse_port: bool = False
     tls: TlsFiles | None = None
     insecure: bool = False
+    access_file: str | None = None
+    reflection: bool = True
 
 
 @dataclass
@@ -120,13 +127,18 @@ class FerryServer:
             )
         self.config = config
         self.tls = ServerTls(config.tls) if config.tls is not None else None
+        self.access = Access(config.access_file) if config.access_file is not None else None
+        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(self._store_down)]
+        if self.access is not None:
+            # After the error interceptor: a refusal leaves as a status with Ferry's reason.
+            interceptors.append(AuthInterceptor(self.access))
         self.features = features
         self.health_servicer = health_aio.HealthServicer()
         self.registry = registry.registry if registry is not None else None
         self.webhooks = registry.webhooks if registry is not None else None
         self.health: StoreHealth | None = None
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(self._store_down)],
+            interceptors=interceptors,
             options=[
                 # gRPC sets SO_REUSEPORT by default on Linux: say it explicitly either way.
                 ("grpc.so_reuseport", 1 if config.reuse_port else 0),
@@ -154,7 +166,8 @@ class FerryServer:
             add_registry_service(self.registry, self.server)
             services.append(REGISTRY_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.server)
-        reflection.enable_server_reflection(services, self.server)
+        if config.reflection:
+            reflection.enable_server_reflection(services, self.server)
         self.port = 0
 
     def _store_down(self) -> None:
@@ -186,10 +199,11 @@ class FerryServer:
         return self.port
 
     def reload(self) -> bool:
-        """SIGHUP: re-read the TLS files and the repo file; whatever fails to load is kept
-        as it was. True if everything reloaded."""
+        """SIGHUP: re-read the TLS files, the access file and the repo file; whatever fails
+        to load is kept as it was. True if everything reloaded."""
         tls_ok = self.tls.reload() if self.tls is not None else True
-        return self._reload_repo() and tls_ok
+        access_ok = self.access.reload() if self.access is not None else True
+        return self._reload_repo() and tls_ok and access_ok
 
     def _reload_repo(self) -> bool:
         if self.features is None:

@@ -16,6 +16,8 @@ raise these (or core's), and ``ferry.server.interceptor`` turns them into status
     ├── DeadlineError             (here)         DEADLINE_EXCEEDED
     ├── NotImplementedYetError    (here)         UNIMPLEMENTED
     ├── CorruptStoredRowError     (here)         DATA_LOSS
+    ├── UnauthenticatedError      (here)         UNAUTHENTICATED
+    ├── PermissionDeniedError     (here)         PERMISSION_DENIED
     └── RegistryError             (here)
         ├── UnknownModelError                    NOT_FOUND
         ├── RegistryUnavailableError             UNAVAILABLE
@@ -62,6 +64,18 @@ class CorruptStoredRowError(FerryError):
     reason = "CORRUPT_STORED_ROW"
 
 
+class UnauthenticatedError(FerryError):
+    """A call without a known token or client certificate, to a server that checks them."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(FerryError):
+    """The caller is known but not granted the permission the call needs."""
+
+    reason = "PERMISSION_DENIED"
+
+
 class RegistryError(FerryError):
     """The model registry could not answer as asked."""
 
@@ -97,6 +111,8 @@ STATUS_CODES: list[tuple[type[FerryError], grpc.StatusCode]] = [
     (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NotImplementedYetError, grpc.StatusCode.UNIMPLEMENTED),
     (CorruptStoredRowError, grpc.StatusCode.DATA_LOSS),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (UnknownModelError, grpc.StatusCode.NOT_FOUND),
     (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (MissingBindingError, grpc.StatusCode.FAILED_PRECONDITION),

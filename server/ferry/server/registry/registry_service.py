@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc.aio
 
 from ferry.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from ferry.server.access import require
 from ferry.server.errors import InvalidRequestError
 from ferry.server.registry.model_registry import (
     ModelRegistry,
@@ -63,6 +64,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.GetModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.GetModelVersionResponse:
         selector = selector_of(request.name, request.selector, request.HasField("selector"))
+        require("read", "registry", request.name)
         found = await self._registry.resolve(request.name, selector)
         return registry_pb2.GetModelVersionResponse(
             model_version=version_message(found.version),
@@ -74,6 +76,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.WatchModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[registry_pb2.WatchModelVersionResponse]:
         selector = selector_of(request.name, request.selector, request.HasField("selector"))
+        require("read", "registry", request.name)
         changes: AsyncIterator[Resolution] = self._registry.watch(request.name, selector)
         async for found in changes:
             yield registry_pb2.WatchModelVersionResponse(

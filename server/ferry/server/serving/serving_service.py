@@ -15,6 +15,7 @@ from ferry.api.serving.v1 import serving_pb2
 from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.core.model_binding import FEATURE_SERVICE_TAG
+from ferry.server.access import require, require_all
 from ferry.server.errors import (
     DeadlineError,
     InvalidRequestError,
@@ -166,6 +167,7 @@ class ServingService:
                 "this server runs without a model registry: start it with --registry-uri"
             )
         selector = selector_of(request.model_name, request.selector, request.HasField("selector"))
+        require("read", "registry", request.model_name)
         found = await self._registry.resolve(request.model_name, selector)
         service = found.version.feature_service
         if not service:
@@ -176,6 +178,7 @@ class ServingService:
                 model=request.model_name,
                 version=found.version.version,
             )
+        require("read", "service", service)
         plan = self._catalog().plan_for_service(service)
         rows, columns = await self._features(plan, request.entities, context)
         version = version_message(found.version).SerializeToString()
@@ -187,6 +190,7 @@ class ServingService:
         catalog = self._catalog()
         if not request.view:
             raise InvalidRequestError("a push needs a view", reason="MISSING_VIEW")
+        require("push", "view", request.view)
         view = catalog.repo.view(request.view)
         batch = push_rows(
             request,
@@ -217,8 +221,12 @@ class ServingService:
         catalog = self._catalog()
         which = request.WhichOneof("features")
         if which == "feature_service":
+            require("read", "service", request.feature_service)
             return catalog.plan_for_service(request.feature_service)
         if which == "refs" and request.refs.refs:
+            require_all(
+                "read", "view", dict.fromkeys(r.split(":", 1)[0] for r in request.refs.refs)
+            )
             return catalog.plan_for_refs(request.refs.refs)
         raise InvalidRequestError(
             "the request names no features: set refs or feature_service", reason="NO_FEATURES"
