@@ -277,6 +277,14 @@ def _serve(commands: _Commands) -> None:
         "--no-reflection", action="store_true", help="do not serve gRPC server reflection"
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (with --workers N, worker I on PORT+I)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of the metrics endpoint"
+    )
+    parser.add_argument(
         "--port",
         type=int,
         default=DEFAULT_PORT,

@@ -37,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         access_file=args.access_file,
         reflection=not args.no_reflection,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -31,6 +32,7 @@ from ferry.server.authenticate import AuthInterceptor
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
+from ferry.server.metrics import MeteredStore, Metrics, MetricsInterceptor
 from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiver
 from ferry.server.registry import add_to_server as add_registry_service
 from ferry.server.serving import SERVING_SERVICE, Catalog, Limits, ServingService
@@ -63,6 +65,9 @@ class ServerConfig:
         access_file: Callers and their permissions (``ferry.server.access``); None checks
             nothing. Re-read on SIGHUP.
         reflection: Serve gRPC server reflection. Default True.
+        metrics_port: Serve Prometheus metrics (``ferry.server.metrics``) over HTTP on this
+            port (0: any free one); None serves none.
+        metrics_host: Address of the metrics endpoint. Default 127.0.0.1.
     """
 
     host: str = "127.0.0.1"
@@ -76,6 +81,8 @@ class ServerConfig:
     insecure: bool = False
     access_file: str | None = None
     reflection: bool = True
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -128,7 +135,13 @@ class FerryServer:
         self.config = config
         self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.access = Access(config.access_file) if config.access_file is not None else None
-        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(self._store_down)]
+        self.metrics = Metrics() if config.metrics_port is not None else None
+        self.metrics_port = 0
+        self._metrics_http: Any = None
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.metrics is not None:
+            interceptors.append(MetricsInterceptor(self.metrics))  # first: sees every code
+        interceptors.append(ErrorInterceptor(self._store_down))
         if self.access is not None:
             # After the error interceptor: a refusal leaves as a status with Ferry's reason.
             interceptors.append(AuthInterceptor(self.access))
@@ -155,16 +168,21 @@ class FerryServer:
             self.health = StoreHealth(
                 self.health_servicer, features.store, [SERVING_SERVICE], config.health_interval_s
             )
-            add_serving_service(
-                ServingService(lambda: self.catalog, features.store, config.limits, self.registry),
-                self.server,
+            store = features.store
+            if self.metrics is not None:
+                store = MeteredStore(store, self.metrics)
+            service = ServingService(
+                lambda: self.catalog, store, config.limits, self.registry, self.metrics
             )
+            add_serving_service(service, self.server)
             services.append(SERVING_SERVICE)
         else:
             _refuse_serving(self.server)
         if self.registry is not None:
             add_registry_service(self.registry, self.server)
             services.append(REGISTRY_SERVICE)
+            if self.metrics is not None:
+                self.metrics.watch_registry(self.registry)
         health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self.server)
         if config.reflection:
             reflection.enable_server_reflection(services, self.server)
@@ -188,6 +206,18 @@ class FerryServer:
         if self.port == 0:
             raise FerryError(f"cannot listen on {address}: the address is in use or not local")
         await self.server.start()
+        if self.metrics is not None and self.config.metrics_port is not None:
+            try:
+                self._metrics_http, _ = self.metrics.serve_http(
+                    self.config.metrics_host, self.config.metrics_port
+                )
+            except OSError as err:
+                await self.server.stop(0)
+                raise FerryError(
+                    f"cannot serve metrics on {self.config.metrics_host}:"
+                    f"{self.config.metrics_port}: {err.strerror}"
+                ) from err
+            self.metrics_port = int(self._metrics_http.server_port)
         if self.health is not None:
             await self.health.start()
         else:
@@ -239,6 +269,9 @@ class FerryServer:
             await _bounded_step("model registry", self.registry.stop(), 5)
         if self.features is not None:
             await _bounded_step("online store", self.features.store.close(), 10)
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
 
 
 def _refuse_serving(server: grpc.aio.Server) -> None:

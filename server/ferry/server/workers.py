@@ -34,7 +34,9 @@ def run_workers(build: ServerBuilder, config: ServerConfig, workers: int) -> int
 def _supervise(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(build, config), name=f"ferry-worker-{i}")
+        context.Process(
+            target=_worker, args=(build, _worker_config(config, i)), name=f"ferry-worker-{i}"
+        )
         for i in range(workers)
     ]
 
@@ -60,6 +62,14 @@ def _supervise(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
     failed = [p.exitcode for p in processes if p.exitcode]
     # A worker's own error code, not the SIGTERM that stopped the others.
     return next((code for code in failed if code > 0), 1) if failed else 0
+
+
+def _worker_config(config: ServerConfig, index: int) -> ServerConfig:
+    """Worker ``index``'s config: its own metrics port, P + index (each process exports its
+    own metrics; Prometheus scrapes N targets)."""
+    if config.metrics_port:
+        return dataclasses.replace(config, metrics_port=config.metrics_port + index)
+    return config
 
 
 def _worker(build: ServerBuilder, config: ServerConfig) -> None:

@@ -110,6 +110,8 @@ class ModelRegistry:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ferry-registry")
         self._locks: dict[str, asyncio.Lock] = {}
         self._poller: asyncio.Task[None] | None = None
+        self.last_success_micros = 0
+        """When a read of the source last succeeded (µs since the epoch), 0 if never."""
 
     async def start(self) -> None:
         self._poller = asyncio.create_task(self._poll(), name="ferry-registry-poll")
@@ -157,6 +159,14 @@ class ModelRegistry:
     def models(self) -> list[str]:
         return list(self._models)
 
+    def cache_state(self) -> tuple[int, int]:
+        """(stale models, oldest refresh in µs since the epoch or 0): how far behind the
+        registry the answers may be."""
+        models = list(self._models.values())
+        stale = sum(1 for model in models if model.stale)
+        oldest = min((model.refreshed_at_micros for model in models), default=0)
+        return stale, oldest
+
     async def changed(self, name: str) -> None:
         """Someone (a webhook) says ``name`` changed: re-read it now if it is in use."""
         if name in self._models:
@@ -197,6 +207,7 @@ class ModelRegistry:
                     self._models.pop(name, None)
                 raise
             now = time.time_ns() // 1000
+            self.last_success_micros = now
             if known is None or snapshot != known.snapshot or known.stale:
                 model = _Model(
                     snapshot,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -36,8 +36,19 @@ OUTSIDE_MAX_AGE = types_pb2.VALUE_STATUS_OUTSIDE_MAX_AGE
 _BASE_STATUS = np.array([NOT_FOUND, PRESENT], np.uint8)  # indexed by "a row was stored"
 
 
+class ServedRecorder(Protocol):
+    """Told what each answer served (``ferry.server.metrics.Metrics`` is one)."""
+
+    def served(self, view: str, rows: int, statuses: dict[int, int], ages_s: Any) -> None:
+        """One view's part of an answer: ``rows`` entity rows, values by status, and the
+        ages in seconds of the rows served PRESENT (a numpy array or a short list)."""
+
+
 async def read_features(
-    store: Reader, plan: FeaturePlan, entities: Mapping[str, list[KeyValue]]
+    store: Reader,
+    plan: FeaturePlan,
+    entities: Mapping[str, list[KeyValue]],
+    recorder: ServedRecorder | None = None,
 ) -> list[bytes]:
     """Read every view of the plan in one store call; the response's ``FeatureColumn``
     messages, encoded, in request order.
@@ -52,9 +63,11 @@ async def read_features(
     columns: list[bytes] = [b""] * len(plan.names)
     for slot, request, found in zip(plan.slots, requests, stored, strict=True):
         try:
-            encode_slot(plan, slot, found, now, columns)
+            served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
         except Exception as err:
             raise _corrupt_row(slot, request.keys, found) or err from err
+        if recorder is not None and served is not None:
+            recorder.served(slot.view.name, len(found), *served)
     return columns
 
 
@@ -89,15 +102,24 @@ def _corrupt_row(
     return None
 
 
+Served = tuple[dict[int, int], Any]
+"""What one view served: values by status, and the ages (s) of the rows served PRESENT."""
+
+
 def encode_slot(
-    plan: FeaturePlan, slot: ViewSlot, found: list[bytes | None], now: int, out: list[bytes]
-) -> None:
+    plan: FeaturePlan,
+    slot: ViewSlot,
+    found: list[bytes | None],
+    now: int,
+    out: list[bytes],
+    measure: bool = False,
+) -> Served | None:
     """Write the response columns of one view's stored rows (None where no row) into
-    ``out`` at the plan's positions, with statuses as of ``now`` (µs)."""
+    ``out`` at the plan's positions, with statuses as of ``now`` (µs); with ``measure``,
+    also return what was served (for metrics: counted only when asked)."""
     if len(found) < SMALL_BLOCK:
-        encode_slot_values(plan, slot, found, now, out)
-    else:
-        encode_slot_arrays(plan, slot, found, now, out)
+        return encode_slot_values(plan, slot, found, now, out, measure)
+    return encode_slot_arrays(plan, slot, found, now, out, measure)
 
 
 SMALL_BLOCK = 16
@@ -109,8 +131,13 @@ one, at batch 100 300 µs less)."""
 
 
 def encode_slot_values(
-    plan: FeaturePlan, slot: ViewSlot, found: list[bytes | None], now: int, out: list[bytes]
-) -> None:
+    plan: FeaturePlan,
+    slot: ViewSlot,
+    found: list[bytes | None],
+    now: int,
+    out: list[bytes],
+    measure: bool = False,
+) -> Served | None:
     """``encode_slot`` through Python values: cheaper for few rows (``SMALL_BLOCK``)."""
     decode = slot.codec.decode
     rows = [None if data is None else decode(data) for data in found]
@@ -125,6 +152,7 @@ def encode_slot_values(
     timestamps = packed.timestamps_field(
         [0 if row is None else row.event_timestamp for row in rows]
     )
+    counts: dict[int, int] = {int(s): 0 for s in (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE)}
     for pick, position in zip(slot.picks, slot.outputs, strict=True):
         cells = [None if row is None else row.values[pick] for row in rows]
         # A null is NULL_VALUE whatever the row's age; no row stays NOT_FOUND.
@@ -134,13 +162,29 @@ def encode_slot_values(
                 for cell, status in zip(cells, base, strict=True)
             ]
         )
+        if measure:
+            for status in counts:
+                counts[status] += statuses.count(status)
         values = packed.small_column(plan.types[position], cells)
         out[position] = plan.encoders[position].encode(values, statuses, timestamps)
+    if not measure:
+        return None
+    ages = [
+        (now - row.event_timestamp) / 1e6
+        for row, status in zip(rows, base, strict=True)
+        if row is not None and status == PRESENT
+    ]
+    return counts, ages
 
 
 def encode_slot_arrays(
-    plan: FeaturePlan, slot: ViewSlot, found: list[bytes | None], now: int, out: list[bytes]
-) -> None:
+    plan: FeaturePlan,
+    slot: ViewSlot,
+    found: list[bytes | None],
+    now: int,
+    out: list[bytes],
+    measure: bool = False,
+) -> Served | None:
     """``encode_slot`` through arrays (``RowCodec.decode_block``): cheaper for many rows."""
     block = slot.codec.decode_block(found)
     base = _BASE_STATUS[block.present.view(np.uint8)]
@@ -157,6 +201,28 @@ def encode_slot_arrays(
         if has_nulls[pick]:
             statuses = np.where(null_values[:, pick], NULL_VALUE, base).astype(np.uint8).tobytes()
         out[position] = plan.encoders[position].encode(_values(block, pick), statuses, timestamps)
+    if not measure:
+        return None
+    return _array_counts(slot, base, null_values), _array_ages(block, base, now)
+
+
+def _array_counts(slot: ViewSlot, base: np.ndarray, null_values: np.ndarray) -> dict[int, int]:
+    """Values by status over the slot's features, from the rows' statuses and nulls."""
+    features = len(slot.picks)
+    nulls = null_values[:, list(slot.picks)]
+    rows_by_status = np.bincount(base, minlength=OUTSIDE_MAX_AGE + 1).tolist()
+    present_nulls = int(nulls[base == PRESENT].sum())
+    stale_nulls = int(nulls[base == OUTSIDE_MAX_AGE].sum())
+    return {
+        PRESENT: rows_by_status[PRESENT] * features - present_nulls,
+        NULL_VALUE: present_nulls + stale_nulls,
+        NOT_FOUND: rows_by_status[NOT_FOUND] * features,
+        OUTSIDE_MAX_AGE: rows_by_status[OUTSIDE_MAX_AGE] * features - stale_nulls,
+    }
+
+
+def _array_ages(block: RowBlock, base: np.ndarray, now: int) -> Any:
+    return (now - block.event_timestamps[base == PRESENT]) / 1e6
 
 
 def _values(block: RowBlock, pick: int) -> Any:

@@ -28,7 +28,7 @@ from ferry.server.serving.batcher import NaturalBatcher, Reader
 from ferry.server.serving.catalog import Catalog, FeaturePlan
 from ferry.server.serving.entities import parse_entities
 from ferry.server.serving.push import push_rows
-from ferry.server.serving.reads import read_features
+from ferry.server.serving.reads import ServedRecorder, read_features
 from ferry.stores.base import OnlineStore
 from ferry.wire import responses
 
@@ -109,8 +109,10 @@ class ServingService:
         store: OnlineStore,
         limits: Limits,
         registry: ModelRegistry | None = None,
+        recorder: ServedRecorder | None = None,
     ) -> None:
         self._catalog = catalog
+        self._recorder = recorder
         self._store = store
         self._reader: Reader = (
             NaturalBatcher(store, reads_in_flight)
@@ -215,7 +217,8 @@ class ServingService:
     ) -> tuple[int, list[bytes]]:
         """The row count and the plan's encoded response columns: one store call."""
         rows, keys = parse_entities(entities, plan, self._limits.max_entity_rows)
-        return rows, await self._bounded(context, read_features(self._reader, plan, keys))
+        read = read_features(self._reader, plan, keys, self._recorder)
+        return rows, await self._bounded(context, read)
 
     def _plan(self, request: serving_pb2.GetOnlineFeaturesRequest) -> FeaturePlan:
         catalog = self._catalog()
