@@ -77,6 +77,8 @@ def _problem(args: argparse.Namespace) -> str | None:
             return "serve needs a repo file (or --registry-only)"
         if args.workers < 1:
             return "--workers must be at least 1"
+        if not 0 <= args.access_log_sample <= 1:
+            return "--access-log-sample must be between 0 and 1"
     if args.command in ("materialize", "materialize-incremental") and args.batch_rows < 1:
         return "--batch-rows must be at least 1"
     if args.command == "verify" and args.sample < 1:
@@ -283,6 +285,15 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--metrics-host", default="127.0.0.1", help="address of the metrics endpoint"
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines (default text)"
+    )
+    parser.add_argument(
+        "--access-log-sample",
+        type=float,
+        default=0.0,
+        help="fraction of successful RPCs to log, beside every failed one (default 0)",
     )
     parser.add_argument(
         "--port",

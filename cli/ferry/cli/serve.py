@@ -39,5 +39,7 @@ def run(args: argparse.Namespace) -> int:
         reflection=not args.no_reflection,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        log_format=args.log_format,
+        access_log_sample=args.access_log_sample,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

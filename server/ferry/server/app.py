@@ -32,6 +32,8 @@ from ferry.server.authenticate import AuthInterceptor
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
+from ferry.server.logs import AccessLogInterceptor
+from ferry.server.logs import configure as configure_logs
 from ferry.server.metrics import MeteredStore, Metrics, MetricsInterceptor
 from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiver
 from ferry.server.registry import add_to_server as add_registry_service
@@ -68,6 +70,9 @@ class ServerConfig:
         metrics_port: Serve Prometheus metrics (``ferry.server.metrics``) over HTTP on this
             port (0: any free one); None serves none.
         metrics_host: Address of the metrics endpoint. Default 127.0.0.1.
+        log_format: ``text`` or ``json`` (``ferry.server.logs``). Default text.
+        access_log_sample: Fraction of successful RPCs the access log records, beside
+            every failed one. Default 0.
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +88,8 @@ class ServerConfig:
     reflection: bool = True
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    log_format: str = "text"
+    access_log_sample: float = 0.0
 
 
 @dataclass
@@ -138,7 +145,9 @@ class FerryServer:
         self.metrics = Metrics() if config.metrics_port is not None else None
         self.metrics_port = 0
         self._metrics_http: Any = None
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            AccessLogInterceptor(config.access_log_sample)
+        ]
         if self.metrics is not None:
             interceptors.append(MetricsInterceptor(self.metrics))  # first: sees every code
         interceptors.append(ErrorInterceptor(self._store_down))
@@ -350,10 +359,6 @@ async def serve(build: ServerBuilder, config: ServerConfig) -> None:
 
 def run(build: ServerBuilder, config: ServerConfig) -> int:
     """Run one server process on uvloop; returns the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
+    configure_logs(config.log_format)
     uvloop.run(serve(build, config))
     return 0
