@@ -32,9 +32,9 @@ from ferry.server.authenticate import AuthInterceptor
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
-from ferry.server.logs import AccessLogInterceptor
 from ferry.server.logs import configure as configure_logs
-from ferry.server.metrics import MeteredStore, Metrics, MetricsInterceptor
+from ferry.server.metrics import MeteredStore, Metrics
+from ferry.server.observe import ObserveInterceptor
 from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiver
 from ferry.server.registry import add_to_server as add_registry_service
 from ferry.server.serving import SERVING_SERVICE, Catalog, Limits, ServingService
@@ -146,11 +146,10 @@ class FerryServer:
         self.metrics_port = 0
         self._metrics_http: Any = None
         interceptors: list[grpc.aio.ServerInterceptor] = [
-            AccessLogInterceptor(config.access_log_sample)
+            # First: it sees the code the error interceptor sets.
+            ObserveInterceptor(self.metrics, config.access_log_sample),
+            ErrorInterceptor(self._store_down),
         ]
-        if self.metrics is not None:
-            interceptors.append(MetricsInterceptor(self.metrics))  # first: sees every code
-        interceptors.append(ErrorInterceptor(self._store_down))
         if self.access is not None:
             # After the error interceptor: a refusal leaves as a status with Ferry's reason.
             interceptors.append(AuthInterceptor(self.access))
@@ -217,7 +216,7 @@ class FerryServer:
         await self.server.start()
         if self.metrics is not None and self.config.metrics_port is not None:
             try:
-                self._metrics_http, _ = self.metrics.serve_http(
+                self._metrics_http = self.metrics.serve_http(
                     self.config.metrics_host, self.config.metrics_port
                 )
             except OSError as err:

@@ -17,8 +17,6 @@ import logging
 import random
 import re
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,86 +58,23 @@ def configure(log_format: str) -> None:
     root.setLevel(logging.INFO)
 
 
-class AccessLogInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Logs failed RPCs, and a sample of the others. First in the chain: it sees the code
-    the error interceptor set."""
-
-    def __init__(self, sample: float) -> None:
-        self.sample = sample
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith("/grpc.health.v1.Health/"):
-            return handler  # probes every few seconds would drown the log
-        self._handlers[method] = wrapped = self._wrap(method, handler)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        sample = self.sample
-        if handler.unary_unary is not None:
-            behaviour = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await behaviour(request, context)
-                finally:
-                    _log_call(method, context, request, started, sample)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        streaming = handler.unary_stream or handler.stream_stream
-        if streaming is None:
-            return handler
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            try:
-                async for message in streaming(request, context):
-                    yield message
-            finally:
-                _log_call(method, context, None, started, sample)
-
-        make = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream is not None
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return make(
-            stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _log_call(
+def log_call(
     method: str,
+    code: grpc.StatusCode,
     context: grpc.aio.ServicerContext,
     request: Any,
-    started: float,
+    seconds: float,
     sample: float,
 ) -> None:
-    code = context.code()
-    failed = isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK
+    """The access log line of one RPC, if it failed or is sampled."""
+    failed = code is not grpc.StatusCode.OK
     if not failed and (sample <= 0 or random.random() >= sample):
         return
     details = context.details() or ""
     fields: dict[str, Any] = {
         "method": method,
-        "code": code.name if isinstance(code, grpc.StatusCode) else "OK",
-        "duration_ms": round((time.perf_counter() - started) * 1e3, 3),
+        "code": code.name,
+        "duration_ms": round(seconds * 1e3, 3),
         "peer": context.peer(),
     }
     if request is not None and hasattr(request, "ByteSize"):

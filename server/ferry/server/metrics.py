@@ -17,22 +17,30 @@ Each process has its own registry and endpoint; with ``--workers N`` worker I li
 P + I (one port per worker, scraped as N targets: no shared files, no lock between
 processes). The endpoint is prometheus_client's HTTP server on its own thread, so a scrape
 never waits for (or holds up) the event loop that serves gRPC.
+
+Cost: prometheus_client's own Counter and Histogram take a lock per update, about 1 µs
+each, and a call makes some 15 updates: 16% more server CPU per call at batch 1 in
+``loadtest/metrics_overhead.py``. Only the event loop writes these metrics, so they are
+plain dicts and lists here (``_Counters``, ``_Histograms``), read by the scrape thread as a
+snapshot: an update costs a dict lookup.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
-import grpc.aio
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -48,56 +56,74 @@ AGE_BUCKETS = (
 )  # fmt: skip
 STATUS_NAMES = {1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
 
+Labels = tuple[str, ...]
 
-class AgeHistogram(Collector):
-    """A histogram per feature view fed many observations at once: a batch of 100 rows is
-    one ``numpy.searchsorted``, not 100 locked ``observe`` calls."""
 
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
-        self.name, self.documentation = name, documentation
-        self.bounds = np.asarray(buckets, dtype=np.float64)
-        self._bounds_list = [float(b) for b in buckets]
-        self._lock = threading.Lock()
-        self._counts: dict[str, np.ndarray] = {}
-        self._sums: dict[str, float] = {}
+class _Counters:
+    """Counters by label values; written by the event loop only, read at scrape time."""
 
-    def observe_many(self, view: str, ages_s: np.ndarray) -> None:
-        if not len(ages_s):
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.values: dict[Labels, float] = {}
+
+    def add(self, key: Labels, amount: float = 1) -> None:
+        self.values[key] = self.values.get(key, 0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in list(self.values.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+class _Histograms:
+    """Histograms by label values (bucket counts, not cumulative, and a sum); written by
+    the event loop only, read at scrape time. Many observations at once cost one
+    ``numpy.searchsorted``."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.bounds = [float(b) for b in buckets]
+        self._bounds_array = np.asarray(self.bounds)
+        self.counts: dict[Labels, list[int]] = {}
+        self.sums: dict[Labels, float] = {}
+
+    def _counts(self, key: Labels) -> list[int]:
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = [0] * (len(self.bounds) + 1)
+            self.sums[key] = 0.0
+        return counts
+
+    def observe(self, key: Labels, value: float) -> None:
+        self._counts(key)[bisect.bisect_left(self.bounds, value)] += 1
+        self.sums[key] += value
+
+    def observe_all(self, key: Labels, values: Any) -> None:
+        """Observe each of ``values``: a numpy array, or a short list."""
+        if not len(values):
             return
-        slots = np.searchsorted(self.bounds, ages_s, side="left")
-        counts = np.bincount(slots, minlength=len(self.bounds) + 1)
-        with self._lock:
-            known = self._counts.get(view)
-            self._counts[view] = counts if known is None else known + counts
-            self._sums[view] = self._sums.get(view, 0.0) + float(ages_s.sum())
+        counts = self._counts(key)
+        if isinstance(values, np.ndarray):
+            slots = np.searchsorted(self._bounds_array, values, side="left")
+            for slot, count in enumerate(np.bincount(slots, minlength=len(counts)).tolist()):
+                counts[slot] += count
+            self.sums[key] += float(values.sum())
+        else:
+            for value in values:
+                counts[bisect.bisect_left(self.bounds, value)] += 1
+            self.sums[key] += sum(values)
 
-    def observe_few(self, view: str, ages_s: Sequence[float]) -> None:
-        """``observe_many`` for a handful of ages, without numpy's per-call cost."""
-        if not ages_s:
-            return
-        with self._lock:
-            counts = self._counts.get(view)
-            if counts is None:
-                counts = self._counts[view] = np.zeros(len(self.bounds) + 1, np.int64)
-            bounds = self._bounds_list
-            for age in ages_s:
-                counts[bisect.bisect_left(bounds, age)] += 1
-            self._sums[view] = self._sums.get(view, 0.0) + sum(ages_s)
-
-    def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=["feature_view"])
-        with self._lock:
-            items = [
-                (view, counts.copy(), self._sums[view]) for view, counts in self._counts.items()
-            ]
-        for view, counts, total in items:
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        bounds = [f"{b:g}" for b in self.bounds]
+        for key, counts in list(self.counts.items()):
             cumulative = np.cumsum(counts).tolist()
-            buckets = [
-                (f"{b:g}", c) for b, c in zip(self.bounds.tolist(), cumulative, strict=False)
-            ]
-            buckets.append(("+Inf", cumulative[-1]))
-            family.add_metric([view], buckets, total)
-        yield family
+            buckets = [*zip(bounds, cumulative[:-1], strict=True), ("+Inf", cumulative[-1])]
+            family.add_metric(list(key), buckets, self.sums.get(key, 0.0))
+        return family
 
 
 class RegistryCollector(Collector):
@@ -126,65 +152,69 @@ class RegistryCollector(Collector):
         )
 
 
-class Metrics:
+class Metrics(Collector):
     """Every metric of one server process, in its own registry."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
         grpc_labels = ["grpc_type", "grpc_service", "grpc_method"]
-        self.started = Counter(
-            "grpc_server_started_total",
-            "RPCs started on the server.",
-            grpc_labels,
-            registry=self.registry,
+        self.started = _Counters(
+            "grpc_server_started_total", "RPCs started on the server.", grpc_labels
         )
-        self.handled = Counter(
+        self.handled = _Counters(
             "grpc_server_handled_total",
             "RPCs completed on the server, by status code.",
             [*grpc_labels, "grpc_code"],
-            registry=self.registry,
         )
-        self.handling = Histogram(
+        self.handling = _Histograms(
             "grpc_server_handling_seconds",
             "Time from the start of an RPC to its end, in seconds.",
             grpc_labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.values = Counter(
+        self.values = _Counters(
             "ferry_served_values_total",
             "Feature values served, by feature view and status.",
             ["feature_view", "status"],
-            registry=self.registry,
         )
-        self.rows = Counter(
+        self.rows = _Counters(
             "ferry_served_entity_rows_total",
             "Entity rows looked up, by feature view.",
             ["feature_view"],
-            registry=self.registry,
         )
-        self.value_age = AgeHistogram(
+        self.value_age = _Histograms(
             "ferry_served_value_age_seconds",
             "Age (now - event time) of the rows whose values were served PRESENT, per view.",
+            ["feature_view"],
             AGE_BUCKETS,
         )
-        self.registry.register(self.value_age)
-        self.store_seconds = Histogram(
+        self.store_seconds = _Histograms(
             "ferry_store_call_seconds",
             "Online store calls, by backend and operation, in seconds.",
             ["backend", "operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.store_errors = Counter(
+        self.store_errors = _Counters(
             "ferry_store_errors_total",
             "Online store calls that failed, by backend and operation.",
             ["backend", "operation"],
-            registry=self.registry,
         )
-        self._values: dict[tuple[str, int], Any] = {}
-        self._rows: dict[str, Any] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        self.registry.register(self)
+        self._status_keys: dict[tuple[str, int], Labels] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in (
+            self.started,
+            self.handled,
+            self.handling,
+            self.values,
+            self.rows,
+            self.value_age,
+            self.store_seconds,
+            self.store_errors,
+        ):
+            yield metric.family()
 
     def watch_registry(self, registry: ModelRegistry) -> None:
         self.registry.register(RegistryCollector(registry))
@@ -192,27 +222,19 @@ class Metrics:
     def served(self, view: str, rows: int, statuses: dict[int, int], ages_s: Any) -> None:
         """One view's part of an answer: values by status, and the ages of PRESENT rows
         (a numpy array, or a short list)."""
-        row_counter = self._rows.get(view)
-        if row_counter is None:
-            row_counter = self._rows[view] = self.rows.labels(view)
-        row_counter.inc(rows)
+        self.rows.add((view,), rows)
         for status, count in statuses.items():
             if count:
-                child = self._values.get((view, status))
-                if child is None:
-                    child = self._values[view, status] = self.values.labels(
-                        view, STATUS_NAMES[status]
-                    )
-                child.inc(count)
-        if isinstance(ages_s, np.ndarray):
-            self.value_age.observe_many(view, ages_s)
-        else:
-            self.value_age.observe_few(view, ages_s)
+                key = self._status_keys.get((view, status))
+                if key is None:
+                    key = self._status_keys[view, status] = (view, STATUS_NAMES[status])
+                self.values.add(key, count)
+        self.value_age.observe_all((view,), ages_s)
 
-    def serve_http(self, host: str, port: int) -> tuple[Any, threading.Thread]:
-        """Start the /metrics endpoint on its own thread; (server, thread)."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        return server, thread
+    def serve_http(self, host: str, port: int) -> Any:
+        """Start the /metrics endpoint on its own thread; the HTTP server."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server
 
 
 class MeteredStore:
@@ -221,139 +243,46 @@ class MeteredStore:
 
     def __init__(self, store: OnlineStore, metrics: Metrics) -> None:
         self.store = store
+        self.metrics = metrics
         backend = type(store).__name__.removesuffix("OnlineStore").lower() or "store"
-        self._read = metrics.store_seconds.labels(backend, "read")
-        self._write = metrics.store_seconds.labels(backend, "write")
-        self._read_errors = metrics.store_errors.labels(backend, "read")
-        self._write_errors = metrics.store_errors.labels(backend, "write")
+        self._read, self._write = (backend, "read"), (backend, "write")
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         started = time.perf_counter()
         try:
             return await self.store.read(requests)
         except BaseException:
-            self._read_errors.inc()
+            self.metrics.store_errors.add(self._read)
             raise
         finally:
-            self._read.observe(time.perf_counter() - started)
+            self.metrics.store_seconds.observe(self._read, time.perf_counter() - started)
 
     async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
         started = time.perf_counter()
         try:
             return await self.store.write(table, rows)
         except BaseException:
-            self._write_errors.inc()
+            self.metrics.store_errors.add(self._write)
             raise
         finally:
-            self._write.observe(time.perf_counter() - started)
+            self.metrics.store_seconds.observe(self._write, time.perf_counter() - started)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Counts and times every RPC, by the code it ended with. First in the chain: it sees
-    the status the error interceptor set."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        self._handlers[method] = wrapped = _metered(self.metrics, method, handler)
-        return wrapped
-
-
-class _Call:
-    """The metric children of one method, looked up once."""
+class MethodMetrics:
+    """The metrics of one RPC method, label values built once."""
 
     def __init__(self, metrics: Metrics, method: str, kind: str) -> None:
         service, _, name = method.strip("/").partition("/")
-        labels = (kind, service, name)
-        self.started = metrics.started.labels(*labels)
-        self.handling = metrics.handling.labels(*labels)
-        self.handled = {
-            code: metrics.handled.labels(*labels, code.name) for code in grpc.StatusCode
-        }
+        self.metrics = metrics
+        self.labels: Labels = (kind, service, name)
+        self.by_code = {code: (*self.labels, code.name) for code in grpc.StatusCode}
 
-    def done(self, started: float, code: grpc.StatusCode) -> None:
-        self.handling.observe(time.perf_counter() - started)
-        self.handled[code].inc()
+    def start(self) -> None:
+        self.metrics.started.add(self.labels)
 
-
-def _code_of(context: grpc.aio.ServicerContext, failure: BaseException | None) -> grpc.StatusCode:
-    """The code an RPC ended with: the one an abort set, else OK, CANCELLED or UNKNOWN."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if failure is None:
-        return grpc.StatusCode.OK
-    if isinstance(failure, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.UNKNOWN
-
-
-def _metered(
-    metrics: Metrics, method: str, handler: grpc.RpcMethodHandler
-) -> grpc.RpcMethodHandler:
-    if handler.unary_unary is not None:
-        behaviour = handler.unary_unary
-        call = _Call(metrics, method, "unary")
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call.started.inc()
-            started = time.perf_counter()
-            failure: BaseException | None = None
-            try:
-                return await behaviour(request, context)
-            except BaseException as err:
-                failure = err
-                raise
-            finally:
-                call.done(started, _code_of(context, failure))
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    stream_behaviour = handler.unary_stream or handler.stream_stream
-    if stream_behaviour is None:
-        return handler
-    kind = "server_stream" if handler.unary_stream is not None else "bidi_stream"
-    stream_call = _Call(metrics, method, kind)
-
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        stream_call.started.inc()
-        started = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            async for message in stream_behaviour(request, context):
-                yield message
-        except BaseException as err:
-            failure = err
-            raise
-        finally:
-            stream_call.done(started, _code_of(context, failure))
-
-    make = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream is not None
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return make(
-        stream,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    def done(self, seconds: float, code: grpc.StatusCode) -> None:
+        self.metrics.handling.observe(self.labels, seconds)
+        self.metrics.handled.add(self.by_code[code])
