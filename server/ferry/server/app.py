@@ -15,7 +15,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import grpc.aio
@@ -34,7 +33,7 @@ from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
 from ferry.server.logs import configure as configure_logs
 from ferry.server.metrics import MeteredStore, Metrics
-from ferry.server.observe import ObserveInterceptor
+from ferry.server.observe import Observer
 from ferry.server.registry import REGISTRY_SERVICE, ModelRegistry, WebhookReceiver
 from ferry.server.registry import add_to_server as add_registry_service
 from ferry.server.serving import SERVING_SERVICE, Catalog, Limits, ServingService
@@ -144,11 +143,10 @@ class FerryServer:
         self.access = Access(config.access_file) if config.access_file is not None else None
         self.metrics = Metrics() if config.metrics_port is not None else None
         self.metrics_port = 0
-        self._metrics_http: Any = None
+        self._metrics_http: asyncio.Server | None = None
+        observer = Observer(self.metrics, config.access_log_sample)
         interceptors: list[grpc.aio.ServerInterceptor] = [
-            # First: it sees the code the error interceptor sets.
-            ObserveInterceptor(self.metrics, config.access_log_sample),
-            ErrorInterceptor(self._store_down),
+            ErrorInterceptor(self._store_down, observer)
         ]
         if self.access is not None:
             # After the error interceptor: a refusal leaves as a status with Ferry's reason.
@@ -216,7 +214,7 @@ class FerryServer:
         await self.server.start()
         if self.metrics is not None and self.config.metrics_port is not None:
             try:
-                self._metrics_http = self.metrics.serve_http(
+                self._metrics_http = await self.metrics.serve_http(
                     self.config.metrics_host, self.config.metrics_port
                 )
             except OSError as err:
@@ -225,7 +223,7 @@ class FerryServer:
                     f"cannot serve metrics on {self.config.metrics_host}:"
                     f"{self.config.metrics_port}: {err.strerror}"
                 ) from err
-            self.metrics_port = int(self._metrics_http.server_port)
+            self.metrics_port = int(self._metrics_http.sockets[0].getsockname()[1])
         if self.health is not None:
             await self.health.start()
         else:
@@ -278,8 +276,7 @@ class FerryServer:
         if self.features is not None:
             await _bounded_step("online store", self.features.store.close(), 10)
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+            self._metrics_http.close()
 
 
 def _refuse_serving(server: grpc.aio.Server) -> None:

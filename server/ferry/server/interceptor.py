@@ -23,6 +23,8 @@ from grpc_status import rpc_status
 
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.server.errors import InvalidRequestError, status_code_of
+from ferry.server.logs import log_call
+from ferry.server.observe import MethodObserver, Observer
 
 log = logging.getLogger("ferry.server")
 DOMAIN = "ferry"
@@ -101,29 +103,52 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-def guard(method: str, behaviour: Handler, on_store_down: Callable[[], None]) -> Handler:
-    """Wrap a unary handler so every exception leaves as a status, never a traceback."""
+def guard(
+    method: str,
+    behaviour: Handler,
+    on_store_down: Callable[[], None],
+    watch: MethodObserver | None = None,
+) -> Handler:
+    """Wrap a unary handler so every exception leaves as a status, never a traceback; and
+    tell ``watch`` (metrics, sampled access log) how each call ended."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        if watch is not None:
+            watch.start()
+        code = grpc.StatusCode.OK
         try:
             if isinstance(request, _Undecodable):
                 request.raise_error()
             return await behaviour(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except (asyncio.CancelledError, grpc.aio.AbortError) as err:
+            code = _code_after(context, err)
             raise
         except Exception as err:
-            await _abort(method, err, context, on_store_down)
+            code = _code_of(err)
+            await _abort(method, err, code, context, on_store_down, request, started)
+        finally:
+            if watch is not None:
+                watch.done(code, time.perf_counter() - started, context, request)
 
     return guarded
 
 
 def guard_stream(
-    method: str, behaviour: StreamHandler, on_store_down: Callable[[], None]
+    method: str,
+    behaviour: StreamHandler,
+    on_store_down: Callable[[], None],
+    watch: MethodObserver | None = None,
 ) -> StreamHandler:
     """``guard`` for streaming handlers (the first argument is the request, or the stream
     of requests)."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        if watch is not None:
+            watch.start()
+        single = None if hasattr(request, "__aiter__") else request
+        code = grpc.StatusCode.OK
         try:
             if isinstance(request, _Undecodable):
                 request.raise_error()
@@ -131,36 +156,59 @@ def guard_stream(
                 request = _checked(request)
             async for message in behaviour(request, context):
                 yield message
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except (asyncio.CancelledError, grpc.aio.AbortError) as err:
+            code = _code_after(context, err)
             raise
         except Exception as err:
-            await _abort(method, err, context, on_store_down)
+            code = _code_of(err)
+            await _abort(method, err, code, context, on_store_down, single, started)
+        finally:
+            if watch is not None:
+                watch.done(code, time.perf_counter() - started, context, single)
 
     return guarded
+
+
+def _code_of(err: Exception) -> grpc.StatusCode:
+    return status_code_of(err) if isinstance(err, FerryError) else grpc.StatusCode.INTERNAL
+
+
+def _code_after(context: grpc.aio.ServicerContext, err: BaseException) -> grpc.StatusCode:
+    """The code of a call that was aborted elsewhere, or cancelled."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return (
+        grpc.StatusCode.CANCELLED
+        if isinstance(err, asyncio.CancelledError)
+        else grpc.StatusCode.UNKNOWN
+    )
 
 
 async def _abort(
     method: str,
     err: Exception,
+    code: grpc.StatusCode,
     context: grpc.aio.ServicerContext,
     on_store_down: Callable[[], None],
+    request: Any,
+    started: float,
 ) -> None:
-    if not isinstance(err, FerryError):
+    """End the call with the status ``code`` of ``err``, and write its access log line."""
+    seconds = time.perf_counter() - started
+    if not isinstance(err, FerryError) or code is grpc.StatusCode.INTERNAL:
         log.exception("%s failed", method)
-        await _abort_internal(context)
+        incident = uuid.uuid4().hex[:12]
+        log_call(method, code, context, request, seconds, "internal error", incident)
+        await _abort_internal(context, incident)
         return
-    code = status_code_of(err)
-    if code is grpc.StatusCode.INTERNAL:
-        log.exception("%s failed", method)
-        await _abort_internal(context)
     if isinstance(err, StoreUnavailableError):
         on_store_down()
-    log.debug("%s: %s: %s", method, code.name, err)
+    log_call(method, code, context, request, seconds, str(err))
     await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
 
 
-async def _abort_internal(context: grpc.aio.ServicerContext) -> None:
-    incident = uuid.uuid4().hex[:12]
+async def _abort_internal(context: grpc.aio.ServicerContext, incident: str) -> None:
     log.error("incident %s: see the traceback above", incident)
     await context.abort_with_status(
         to_status(
@@ -176,9 +224,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
     once per method."""
 
-    def __init__(self, on_store_down: Callable[[], None]) -> None:
+    def __init__(self, on_store_down: Callable[[], None], observer: Observer | None = None) -> None:
         self._on_store_down = on_store_down
+        self._observer = observer
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def _watch(self, method: str, kind: str) -> MethodObserver | None:
+        return self._observer.method(method, kind) if self._observer is not None else None
 
     async def intercept_service(
         self,
@@ -194,19 +246,34 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
-                guard(method, handler.unary_unary, self._on_store_down),
+                guard(
+                    method,
+                    handler.unary_unary,
+                    self._on_store_down,
+                    self._watch(method, "unary"),
+                ),
                 request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
-                guard_stream(method, handler.unary_stream, self._on_store_down),
+                guard_stream(
+                    method,
+                    handler.unary_stream,
+                    self._on_store_down,
+                    self._watch(method, "server_stream"),
+                ),
                 request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.stream_stream is not None:
             wrapped = grpc.stream_stream_rpc_method_handler(
-                guard_stream(method, handler.stream_stream, self._on_store_down),
+                guard_stream(
+                    method,
+                    handler.stream_stream,
+                    self._on_store_down,
+                    self._watch(method, "bidi_stream"),
+                ),
                 request_deserializer=lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )

@@ -4,10 +4,12 @@
 ``logger``, ``event`` (the message), ``pid``, the record's fields (an access line's method,
 code, duration, ...) and ``exception`` with the traceback when there is one.
 
-The access log (logger ``ferry.access``) has one line per RPC that failed and, with
-``--access-log-sample R``, a fraction R of the others: ``method``, ``code``,
-``duration_ms``, ``peer``, ``request_bytes``, ``reason`` and ``incident`` (the id an
-INTERNAL answer names, to find its traceback). Tokens and request contents never appear.
+The access log (logger ``ferry.access``) has one line per RPC that failed (written where
+the error becomes a status, ``ferry.server.interceptor``: no extra layer per call) and,
+with ``--access-log-sample R``, a fraction R of the others (``ferry.server.observe``):
+``method``, ``code``, ``duration_ms``, ``peer``, ``request_bytes``, ``message`` and
+``incident`` (the id an INTERNAL answer names, to find its traceback). Tokens and request
+contents never appear.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,6 @@ import grpc
 import grpc.aio
 
 access_log = logging.getLogger("ferry.access")
-_INCIDENT = re.compile(r"incident ([0-9a-f]{12})")
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,13 +64,10 @@ def log_call(
     context: grpc.aio.ServicerContext,
     request: Any,
     seconds: float,
-    sample: float,
+    message: str = "",
+    incident: str = "",
 ) -> None:
-    """The access log line of one RPC, if it failed or is sampled."""
-    failed = code is not grpc.StatusCode.OK
-    if not failed and (sample <= 0 or random.random() >= sample):
-        return
-    details = context.details() or ""
+    """The access log line of one RPC: a WARNING for a failure, INFO otherwise."""
     fields: dict[str, Any] = {
         "method": method,
         "code": code.name,
@@ -79,16 +76,20 @@ def log_call(
     }
     if request is not None and hasattr(request, "ByteSize"):
         fields["request_bytes"] = request.ByteSize()
-    incident = _INCIDENT.search(details) if failed else None
+    if message:
+        fields["message"] = message
     if incident:
-        fields["incident"] = incident.group(1)
-    if failed:
-        fields["message"] = details
+        fields["incident"] = incident
     access_log.log(
-        logging.WARNING if failed else logging.INFO,
+        logging.INFO if code is grpc.StatusCode.OK else logging.WARNING,
         "%s %s %.3f ms",
         method,
-        fields["code"],
+        code.name,
         fields["duration_ms"],
         extra={"fields": fields},
     )
+
+
+def sampled(fraction: float) -> bool:
+    """Whether to log this successful call, at ``fraction`` of them."""
+    return fraction > 0 and random.random() < fraction
