@@ -32,6 +32,7 @@ COMMANDS = [
     "delete-rows",
     "serve",
     "get",
+    "health",
     "training-frame",
     "verify",
 ]

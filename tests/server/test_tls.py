@@ -155,6 +155,12 @@ def test_serve_and_get_over_tls_through_the_cli(sqlite_store: str, ca: Authority
         plaintext = subprocess.run(get, capture_output=True, text=True)
         assert plaintext.returncode == 1
         assert "UNAVAILABLE" in plaintext.stderr or "unavailable" in plaintext.stderr.lower()
+        health = [*ferry, "health", "--target", target, "--timeout-s", "2"]
+        healthy = subprocess.run([*health, "--tls-ca", ca.ca_file], capture_output=True, text=True)
+        assert (healthy.returncode, healthy.stdout.strip()) == (0, "SERVING"), healthy.stderr
+        unreachable = subprocess.run(health, capture_output=True, text=True)  # plaintext
+        assert unreachable.returncode == 1
+        assert "UNAVAILABLE" in unreachable.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)

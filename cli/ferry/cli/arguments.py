@@ -58,6 +58,7 @@ def _build() -> tuple[argparse.ArgumentParser, _Commands]:
     _delete_rows(commands)
     _serve(commands)
     _get(commands)
+    _health(commands)
     _training_frame(commands)
     _verify(commands)
     return root, commands
@@ -83,7 +84,7 @@ def _problem(args: argparse.Namespace) -> str | None:
         return "--batch-rows must be at least 1"
     if args.command == "verify" and args.sample < 1:
         return "--sample must be at least 1"
-    if args.command in ("get", "verify") and bool(args.tls_cert) != bool(args.tls_key):
+    if args.command in ("get", "verify", "health") and bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
     return None
 
@@ -366,6 +367,22 @@ def _get(commands: _Commands) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
     parser.add_argument("--timeout-s", type=float, default=5.0, help="per-call timeout")
     parser.set_defaults(run="ferry.cli.get:run")
+
+
+def _health(commands: _Commands) -> None:
+    parser = commands.add_parser(
+        "health",
+        help="ask a server's gRPC health service; exit 0 only if SERVING (for probes)",
+    )
+    _client_arguments(parser)
+    parser.add_argument(
+        "--service",
+        default="",
+        help="the service to ask about (default: the server; or ferry.api.serving.v1."
+        "ServingService, which is NOT_SERVING while the online store is unreachable)",
+    )
+    parser.add_argument("--timeout-s", type=float, default=3.0, help="call timeout")
+    parser.set_defaults(run="ferry.cli.health:run")
 
 
 def _training_frame(commands: _Commands) -> None:
