@@ -189,6 +189,11 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
         default=BATCH_ROWS,
         help=f"rows reduced and written together (default {BATCH_ROWS})",
     )
+    parser.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's counts to this Prometheus Pushgateway (http://HOST:PORT)",
+    )
 
 
 def _lookup(commands: _Commands) -> None:

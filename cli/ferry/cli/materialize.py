@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from ferry.cli import pushgateway
 from ferry.cli.compose import open_store
 from ferry.cli.settings import load, online_store_url
 from ferry.core.repo import FeatureRepo
@@ -63,11 +64,17 @@ async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -
         reports = await materialize(
             repo, store, plans, JobConfig(batch_rows=args.batch_rows), progress
         )
+    except BaseException:
+        if args.pushgateway:
+            pushgateway.push_failure(args.pushgateway, repo.project)
+        raise
     finally:
         await store.close()
     for report in reports:
         print(json.dumps(_view_line(report)))
     print(json.dumps(_total_line(reports)))
+    if args.pushgateway:
+        pushgateway.push_success(args.pushgateway, repo.project, reports)
     return 0
 
 
