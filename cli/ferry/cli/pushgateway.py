@@ -64,9 +64,7 @@ def push_failure(url: str, project: str) -> None:
     _push(pushadd_to_gateway, url, project, registry)
 
 
-def _push(
-    push: Callable[..., None], url: str, project: str, registry: CollectorRegistry
-) -> None:
+def _push(push: Callable[..., None], url: str, project: str, registry: CollectorRegistry) -> None:
     try:
         push(url, job=JOB, registry=registry, grouping_key={"project": project}, timeout=10)
     except OSError as err:
