@@ -69,6 +69,9 @@ class Settings:
         warmup_s: An unmeasured run of this length before each measured one.
         stream: Closed loop over StreamOnlineFeatures: one stream per channel, CONCURRENCY
             lookups in flight on each (latency from each lookup's write to its answer).
+        tls_ca: Connect with TLS, trusting this PEM CA file; None for plaintext.
+        tls_server_name: The name the server's certificate must carry, if not the host.
+        token: A bearer token sent with every call.
     """
 
     seconds: float = 5.0
@@ -79,6 +82,19 @@ class Settings:
     timeout_s: float = 5.0
     warmup_s: float = 0.5
     stream: bool = False
+    tls_ca: str | None = None
+    tls_server_name: str | None = None
+    token: str | None = None
+
+
+def _channel(target: str, settings: Settings) -> grpc.aio.Channel:
+    """A channel to ``target``: plaintext, or TLS with the settings' CA file."""
+    if settings.tls_ca is None:
+        return grpc.aio.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(Path(settings.tls_ca).read_bytes())
+    name = settings.tls_server_name
+    options = [("grpc.ssl_target_name_override", name)] if name else []
+    return grpc.aio.secure_channel(target, credentials, options)
 
 
 def _client(
@@ -95,19 +111,22 @@ def _client(
     async def run() -> dict[str, Any]:
         latencies: list[float] = []
         codes: Counter[str] = Counter()
-        channels = [grpc.aio.insecure_channel(target) for _ in range(settings.channels)]
+        channels = [_channel(target, settings) for _ in range(settings.channels)]
         calls = [c.unary_unary(method) for c in channels]
+        metadata = (("authorization", f"Bearer {settings.token}"),) if settings.token else None
         lag = 0.0
 
         async def one(i: int, intended: float) -> None:
             try:
-                await calls[i % len(calls)](payloads[i % len(payloads)], timeout=settings.timeout_s)
+                await calls[i % len(calls)](
+                    payloads[i % len(payloads)], timeout=settings.timeout_s, metadata=metadata
+                )
                 latencies.append(time.perf_counter() - intended)
             except grpc.aio.AioRpcError as err:
                 codes[err.code().name] += 1
 
         async def stream_on(channel: grpc.aio.Channel, offset: int) -> None:
-            call = channel.stream_stream(method)()
+            call = channel.stream_stream(method)(metadata=metadata)
             sent: deque[float] = deque()
             window = asyncio.Semaphore(settings.concurrency)
 
@@ -384,6 +403,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream",
         action="store_true",
         help="GetOnlineFeatures lookups over StreamOnlineFeatures streams (closed loop)",
+    )
+    parser.add_argument("--tls-ca", help="connect with TLS, trusting this PEM CA file")
+    parser.add_argument("--tls-server-name", help="name to expect in the server's certificate")
+    parser.add_argument(
+        "--token", default=os.environ.get("FERRY_TOKEN"), help="bearer token (default $FERRY_TOKEN)"
     )
 
 
