@@ -296,6 +296,12 @@ def _serve(commands: _Commands) -> None:
         "--log-format", choices=["text", "json"], default="text", help="log lines (default text)"
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="export OpenTelemetry spans over OTLP, as the OTEL_* variables configure "
+        "(needs the [tracing] extra)",
+    )
+    parser.add_argument(
         "--access-log-sample",
         type=float,
         default=0.0,

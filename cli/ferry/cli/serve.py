@@ -41,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         log_format=args.log_format,
         access_log_sample=args.access_log_sample,
+        tracing=args.tracing,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

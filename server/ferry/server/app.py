@@ -39,6 +39,7 @@ from ferry.server.registry import add_to_server as add_registry_service
 from ferry.server.serving import SERVING_SERVICE, Catalog, Limits, ServingService
 from ferry.server.serving import add_to_server as add_serving_service
 from ferry.server.tls import ServerTls, TlsFiles, is_loopback
+from ferry.server.tracing import TracedStore, Tracing
 from ferry.stores.base import OnlineStore
 
 log = logging.getLogger("ferry.server")
@@ -70,6 +71,8 @@ class ServerConfig:
             port (0: any free one); None serves none.
         metrics_host: Address of the metrics endpoint. Default 127.0.0.1.
         log_format: ``text`` or ``json`` (``ferry.server.logs``). Default text.
+        tracing: Export OpenTelemetry spans (``ferry.server.tracing``; OTLP, configured
+            by the ``OTEL_*`` variables). Default False.
         access_log_sample: Fraction of successful RPCs the access log records, beside
             every failed one. Default 0.
     """
@@ -89,6 +92,7 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"
     access_log_sample: float = 0.0
+    tracing: bool = False
 
 
 @dataclass
@@ -129,6 +133,7 @@ class FerryServer:
         *,
         features: ServedFeatures | None = None,
         registry: ServedRegistry | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if features is None and registry is None:
             raise FerryError("a server needs features to serve, a model registry, or both")
@@ -144,7 +149,8 @@ class FerryServer:
         self.metrics = Metrics() if config.metrics_port is not None else None
         self.metrics_port = 0
         self._metrics_http: asyncio.Server | None = None
-        observer = Observer(self.metrics, config.access_log_sample)
+        self.tracing = tracing if tracing is not None else (Tracing() if config.tracing else None)
+        observer = Observer(self.metrics, config.access_log_sample, self.tracing)
         interceptors: list[grpc.aio.ServerInterceptor] = [
             ErrorInterceptor(self._store_down, observer)
         ]
@@ -154,6 +160,8 @@ class FerryServer:
         self.features = features
         self.health_servicer = health_aio.HealthServicer()
         self.registry = registry.registry if registry is not None else None
+        if self.registry is not None and self.tracing is not None:
+            self.registry.span = self.tracing.span
         self.webhooks = registry.webhooks if registry is not None else None
         self.health: StoreHealth | None = None
         self.server = grpc.aio.server(
@@ -177,6 +185,8 @@ class FerryServer:
             store = features.store
             if self.metrics is not None:
                 store = MeteredStore(store, self.metrics)
+            if self.tracing is not None:
+                store = TracedStore(store, self.tracing)
             service = ServingService(
                 lambda: self.catalog, store, config.limits, self.registry, self.metrics
             )
@@ -277,6 +287,8 @@ class FerryServer:
             await _bounded_step("online store", self.features.store.close(), 10)
         if self._metrics_http is not None:
             self._metrics_http.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes the spans still batched
 
 
 def _refuse_serving(server: grpc.aio.Server) -> None:

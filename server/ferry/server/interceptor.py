@@ -114,8 +114,7 @@ def guard(
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
-        if watch is not None:
-            watch.start()
+        observed = watch.start(context) if watch is not None else None
         code = grpc.StatusCode.OK
         try:
             if isinstance(request, _Undecodable):
@@ -129,7 +128,7 @@ def guard(
             await _abort(method, err, code, context, on_store_down, request, started)
         finally:
             if watch is not None:
-                watch.done(code, time.perf_counter() - started, context, request)
+                watch.done(observed, code, time.perf_counter() - started, context, request)
 
     return guarded
 
@@ -145,8 +144,7 @@ def guard_stream(
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        if watch is not None:
-            watch.start()
+        observed = watch.start(context) if watch is not None else None
         single = None if hasattr(request, "__aiter__") else request
         code = grpc.StatusCode.OK
         try:
@@ -164,7 +162,7 @@ def guard_stream(
             await _abort(method, err, code, context, on_store_down, single, started)
         finally:
             if watch is not None:
-                watch.done(code, time.perf_counter() - started, context, single)
+                watch.done(observed, code, time.perf_counter() - started, context, single)
 
     return guarded
 

@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from ferry.core.errors import FerryError
 from ferry.core.model_binding import FEATURE_SERVICE_TAG
@@ -112,6 +113,8 @@ class ModelRegistry:
         self._poller: asyncio.Task[None] | None = None
         self.last_success_micros = 0
         """When a read of the source last succeeded (µs since the epoch), 0 if never."""
+        self.span: Callable[[str, Mapping[str, Any]], AbstractContextManager[Any]] | None = None
+        """Opens a tracing span around each resolution, when the server traces."""
 
     async def start(self) -> None:
         self._poller = asyncio.create_task(self._poll(), name="ferry-registry-poll")
@@ -130,6 +133,12 @@ class ModelRegistry:
             UnknownModelError: unknown model, alias, stage or version.
             RegistryUnavailableError: the registry is down and the model was never loaded.
         """
+        if self.span is None:
+            return await self._resolve(name, selector)
+        with self.span("registry.resolve", {"ferry.model": name}):
+            return await self._resolve(name, selector)
+
+    async def _resolve(self, name: str, selector: Selector) -> Resolution:
         model = self._models.get(name)
         if model is None:
             model = await self.refresh(name)
