@@ -60,6 +60,15 @@ def materialize_into(repo: FeatureRepo, url: str, end: int = END) -> None:
     asyncio.run(load_store(repo, url, end))
 
 
+@pytest.fixture(scope="session")
+def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The served data in one SQLite file for the whole session, for tests of the process
+    around the store (TLS, callers, metrics, logs); they push only keys the data lacks."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite-store') / 'online.db'}"
+    materialize_into(served_repo, url)
+    return url
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def loaded_store(
     request: pytest.FixtureRequest, served_repo: FeatureRepo, tmp_path: Path

@@ -23,11 +23,11 @@ from ferry.client import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from ferry.core import FeatureRepo, FerryError
+from ferry.core import FerryError
 from ferry.server import FerryServer, TlsFiles
 from ferry.server.access import Access, Caller
 from tests.certs import Authority
-from tests.server.conftest import materialize_into, start_server
+from tests.server.conftest import start_server
 
 SCORER, PIPELINE = "scorer-token-1f2e3d", "pipeline-token-9a8b7c"
 ENTITIES = {"user_id": [1], "merchant_id": ["m0000001"]}
@@ -53,13 +53,6 @@ callers:
 """
     )
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('access') / 'online.db'}"
-    materialize_into(served_repo, url)
-    return url
 
 
 @pytest.fixture

@@ -13,18 +13,9 @@ from pathlib import Path
 import pytest
 
 from ferry.client import FerryClient, NotFoundError
-from ferry.core import FeatureRepo
 from tests.e2e.fraud import SAMPLE_REPO
-from tests.server.conftest import materialize_into
 
 ENTITIES = {"user_id": [1], "merchant_id": ["m0000001"]}
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('logs') / 'online.db'}"
-    materialize_into(served_repo, url)
-    return url
 
 
 def served_log(store: str, log: Path, *flags: str) -> list[dict[str, object]]:

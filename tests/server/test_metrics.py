@@ -14,18 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferry.client import AsyncFerryClient, NotFoundError, OnlineFeatures
-from ferry.core import FeatureRepo
 from ferry.server import FerryServer
-from tests.server.conftest import materialize_into, start_server
+from tests.server.conftest import start_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('metrics') / 'online.db'}"
-    materialize_into(served_repo, url)
-    return url
 
 
 @pytest.fixture

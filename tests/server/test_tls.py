@@ -15,20 +15,13 @@ import pytest
 
 from ferry.cli.compose import FeaturesConfig, open_features
 from ferry.client import AsyncFerryClient, ClientTls, UnavailableError
-from ferry.core import FeatureRepo, FerryError
+from ferry.core import FerryError
 from ferry.server import FerryServer, ServerConfig, TlsFiles
 from tests.certs import Authority
 from tests.e2e.fraud import SAMPLE_REPO
-from tests.server.conftest import materialize_into, start_server
+from tests.server.conftest import start_server
 
 ENTITIES = {"user_id": [1], "merchant_id": ["m0000001"]}
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('tls') / 'online.db'}"
-    materialize_into(served_repo, url)
-    return url
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from ferry.cli.settings import load, online_store_url
 from ferry.core.repo import FeatureRepo
 from ferry.core.timestamps import format_micros, parse_instant
 from ferry.materializer import (
+    REPORT_COUNTS,
     JobConfig,
     ViewPlan,
     ViewReport,
@@ -27,18 +28,6 @@ from ferry.materializer import (
 
 _Planner = Callable[[dict[str, int]], list[ViewPlan]]
 """Turns the stored watermarks into the plans to run."""
-
-_COUNTS = (
-    "rows_read",
-    "rows_in_window",
-    "rows_outside_window",
-    "rows_after_end",
-    "rows_superseded",
-    "rows_written",
-    "rows_skipped_not_newer",
-    "rows_skipped_null_key",
-    "rows_skipped_null_timestamp",
-)
 
 
 def run_window(args: argparse.Namespace) -> int:
@@ -89,7 +78,7 @@ def _view_line(report: ViewReport) -> dict[str, object]:
         "start": None if report.start is None else format_micros(report.start),
         "end": format_micros(report.end),
     }
-    line.update({name: getattr(report, name) for name in _COUNTS})
+    line.update({name: getattr(report, name) for name in REPORT_COUNTS})
     line["seconds"] = round(report.seconds, 3)
     line["rows_per_second"] = round(report.rows_per_second)
     return line
@@ -99,7 +88,7 @@ def _total_line(reports: Sequence[ViewReport]) -> dict[str, object]:
     seconds = sum(r.seconds for r in reports)
     rows_read = sum(r.rows_read for r in reports)
     line: dict[str, object] = {"kind": "total", "views": len(reports)}
-    line.update({name: sum(getattr(r, name) for r in reports) for name in _COUNTS})
+    line.update({name: sum(getattr(r, name) for r in reports) for name in REPORT_COUNTS})
     line["seconds"] = round(seconds, 3)
     line["rows_per_second"] = round(rows_read / seconds) if seconds else 0
     return line

@@ -15,20 +15,9 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 
 from ferry.core.errors import FerryError
-from ferry.materializer import ViewReport
+from ferry.materializer import REPORT_COUNTS, ViewReport
 
 JOB = "ferry_materialize"
-COUNTS = (
-    "rows_read",
-    "rows_in_window",
-    "rows_outside_window",
-    "rows_after_end",
-    "rows_superseded",
-    "rows_written",
-    "rows_skipped_not_newer",
-    "rows_skipped_null_key",
-    "rows_skipped_null_timestamp",
-)
 
 
 def push_success(url: str, project: str, reports: Sequence[ViewReport]) -> None:
@@ -38,7 +27,7 @@ def push_success(url: str, project: str, reports: Sequence[ViewReport]) -> None:
         FerryError: the gateway cannot be reached or refuses the push.
     """
     registry = CollectorRegistry()
-    for name in COUNTS:
+    for name in REPORT_COUNTS:
         gauge = Gauge(
             f"{JOB}_{name}", f"{name} of the last run, per view", ["view"], registry=registry
         )

@@ -1,6 +1,12 @@
 """The materialization job: loads the online store from the offline store, as of a time."""
 
-from ferry.materializer.job import JobConfig, ViewReport, materialize, total_rows
+from ferry.materializer.job import (
+    REPORT_COUNTS,
+    JobConfig,
+    ViewReport,
+    materialize,
+    total_rows,
+)
 from ferry.materializer.plan import ViewPlan, plan_incremental, plan_window, select_views
 from ferry.materializer.progress import (
     Counts,
@@ -11,6 +17,7 @@ from ferry.materializer.progress import (
 )
 
 __all__ = [
+    "REPORT_COUNTS",
     "Counts",
     "JobConfig",
     "Progress",

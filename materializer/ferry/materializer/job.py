@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -84,6 +84,10 @@ class ViewReport:
     def add(self, result: WriteResult) -> None:
         self.rows_written += result.written
         self.rows_skipped_not_newer += result.skipped_not_newer
+
+
+REPORT_COUNTS = tuple(f.name for f in fields(ViewReport) if f.name.startswith("rows_"))
+"""The row counts of a ``ViewReport``, in declaration order (JSON lines, pushed metrics)."""
 
 
 async def materialize(
