@@ -11,6 +11,7 @@ import pytest
 from hypothesis import settings
 
 from ferry.stores import DynamoConfig, DynamoOnlineStore
+from tests.certs import Authority
 from tests.services import AWS_TEST_ENVIRONMENT, MotoServer, RedisServer, start_moto, start_redis
 
 # No per-example deadline: on a shared 2-core machine a first example can take most of a
@@ -24,6 +25,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = start_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, str]]:
+    """A redis-server that also speaks TLS (a test CA's certificate), with an ACL user
+    ``ferry``, as managed Redis services are set up; and that CA's file."""
+    folder = tmp_path_factory.mktemp("tls-redis")
+    authority = Authority(folder / "ca")
+    pem = authority.issue("redis")
+    server = start_redis(folder, tls=(pem.cert, pem.key, authority.ca_file))
+    server.cli("ACL", "SETUSER", "ferry", "on", ">s3cret-pass", "~*", "+@all")
+    yield server, authority.ca_file
+    server.stop()
+
+
+@pytest.fixture
+def rediss_url(tls_redis: tuple[RedisServer, str]) -> str:
+    """A clean database of the TLS redis-server, as its ACL user, over TLS."""
+    server, ca = tls_redis
+    server.cli("flushall")
+    return f"rediss://ferry:s3cret-pass@127.0.0.1:{server.tls_port}/0?ca={ca}"
 
 
 @pytest.fixture

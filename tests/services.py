@@ -43,6 +43,7 @@ class RedisServer:
 
     process: subprocess.Popen[bytes]
     port: int
+    tls_port: int = 0
 
     @property
     def url(self) -> str:
@@ -63,18 +64,29 @@ class RedisServer:
         stop_process(self.process)
 
 
-def start_redis(directory: Path, port: int | None = None) -> RedisServer:
+def start_redis(
+    directory: Path, port: int | None = None, tls: tuple[str, str, str] | None = None
+) -> RedisServer:
     """Start redis-server on a loopback port (a free one by default); a missing binary is
-    a setup error, never a skip."""
+    a setup error, never a skip. With ``tls`` (certificate, key and CA files) it also
+    listens for TLS on ``RedisServer.tls_port``; client certificates are then optional."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
             "redis-server is not installed: run bash scripts/test.sh (it installs it)"
         )
     port = port or free_port()
+    tls_args: list[str] = []
+    tls_port = 0
+    if tls is not None:
+        tls_port = free_port()
+        cert, key, ca = tls
+        tls_args = ["--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key]
+        tls_args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "optional"]
     process = subprocess.Popen(
         [
             binary,
+            *tls_args,
             "--bind",
             "127.0.0.1",
             "--port",
@@ -93,7 +105,7 @@ def start_redis(directory: Path, port: int | None = None) -> RedisServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = RedisServer(process, port)
+    server = RedisServer(process, port, tls_port)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:

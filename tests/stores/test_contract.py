@@ -23,7 +23,7 @@ from ferry.stores import (
 )
 from tests.services import free_port
 
-BACKENDS = ["sqlite", "redis", "dynamodb"]
+BACKENDS = ["sqlite", "redis", "rediss", "dynamodb"]  # rediss: TLS and an ACL user
 FEATURES = [Feature(f"f_{t.name.lower()}", t) for t in ValueType]
 CODEC = RowCodec(FEATURES)
 VALUES: list[Any] = [
@@ -48,6 +48,8 @@ VIEW = ViewTable("proj", "view")
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OnlineStore]:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
+    elif request.param == "rediss":
+        url = request.getfixturevalue("rediss_url")
     elif request.param == "dynamodb":
         url = request.getfixturevalue("dynamodb_url")
     else:

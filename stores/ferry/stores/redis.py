@@ -64,7 +64,8 @@ class RedisConfig:
     """Connection settings of the Redis store.
 
     Attributes:
-        url: ``redis://[[user]:password@]host:port/db``.
+        url: ``redis://[[user]:password@]host:port/db``, or ``rediss://`` for TLS with
+            ``?ca=F&cert=F&key=F&server_name=N`` (``ferry.stores.resp``).
         socket_timeout_s: Bound on any one command's reply, in seconds. Default 5.
         connect_timeout_s: Bound on opening a connection, in seconds. Default 2.
     """

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
@@ -96,6 +97,40 @@ class _Protocol(asyncio.Protocol):
                 waiter.set_exception(error)
 
 
+def _tls_of(
+    scheme: str, query: dict[str, list[str]], host: str
+) -> tuple[ssl.SSLContext | None, str | None]:
+    """The TLS context of a ``rediss://`` URL (None for ``redis://``) and the name the
+    server's certificate must carry.
+
+    Query parameters: ``ca`` (PEM CA file; default the system's roots), ``cert`` and ``key``
+    (a client certificate, for servers that require one), ``server_name`` (default the host).
+
+    Raises:
+        StoreError: a file that cannot be read, or a cert without its key.
+    """
+    unknown = set(query) - {"ca", "cert", "key", "server_name"}
+    if unknown:
+        raise StoreError(f"unknown Redis URL parameter(s): {', '.join(sorted(unknown))}")
+    if scheme != "rediss":
+        if query:
+            raise StoreError("TLS parameters need a rediss:// URL")
+        return None, None
+    (ca,) = query.get("ca", [None])
+    (cert,) = query.get("cert", [None])
+    (key,) = query.get("key", [None])
+    (name,) = query.get("server_name", [host])
+    if (cert is None) != (key is None):
+        raise StoreError("a Redis client certificate needs both cert= and key=")
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise StoreError(f"cannot use the Redis TLS files: {err}") from err
+    return context, name
+
+
 class RespConnection:
     """One pipelined connection to a Redis server, reconnecting on demand."""
 
@@ -103,7 +138,8 @@ class RespConnection:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 6379
-        self._where = f"redis at {self._host}:{self._port}"
+        self._where = f"{parts.scheme or 'redis'} at {self._host}:{self._port}"
+        self._tls, self._server_name = _tls_of(parts.scheme, parse_qs(parts.query), self._host)
         self._setup: list[tuple[bytes, ...]] = []
         if parts.password:
             password = unquote(parts.password).encode()
@@ -207,9 +243,17 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self._where), self._host, self._port),
+                loop.create_connection(
+                    lambda: _Protocol(self._where),
+                    self._host,
+                    self._port,
+                    ssl=self._tls,
+                    server_hostname=self._server_name,
+                ),
                 self._connect_timeout_s,
             )
+        except ssl.SSLError as err:  # a certificate that does not verify: configuration
+            raise StoreAuthenticationError(f"{self._where}: TLS failed: {err}") from err
         except (OSError, TimeoutError) as err:
             raise StoreUnavailableError(f"{self._where} is unreachable: {err!r}") from err
         try:

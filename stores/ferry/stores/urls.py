@@ -11,7 +11,12 @@ from ferry.stores.dynamodb import DynamoConfig, DynamoOnlineStore
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
 from ferry.stores.sqlite import SqliteOnlineStore
 
-SCHEMES = ("sqlite:///PATH", "redis://HOST:PORT/DB", "dynamodb://TABLE?region=R")
+SCHEMES = (
+    "sqlite:///PATH",
+    "redis://HOST:PORT/DB",
+    "rediss://HOST:PORT/DB[?ca=F&cert=F&key=F&server_name=N]",
+    "dynamodb://TABLE?region=R",
+)
 
 
 def open_online_store(url: str) -> OnlineStore:
@@ -27,9 +32,11 @@ def open_online_store(url: str) -> OnlineStore:
         if path == url or not path:
             raise StoreError(f"online store URL {redact_url(url)!r}: expected sqlite:///PATH")
         return SqliteOnlineStore(path)
-    if scheme == "redis":
+    if scheme in ("redis", "rediss"):
         if not urlsplit(url).hostname:
-            raise StoreError(f"online store URL {redact_url(url)!r}: expected redis://HOST:PORT/DB")
+            raise StoreError(
+                f"online store URL {redact_url(url)!r}: expected {scheme}://HOST:PORT/DB"
+            )
         return RedisOnlineStore(RedisConfig(url))
     if scheme == "dynamodb":
         return DynamoOnlineStore(DynamoConfig.from_url(url))
