@@ -49,16 +49,19 @@ def parses(command: list[str]) -> None:
 
 def test_the_manifests_are_what_the_readme_says() -> None:
     kinds = sorted(doc["kind"] for doc in documents())
-    assert kinds == ["CronJob", "Deployment", "PodDisruptionBudget", "Secret", "Service"]
+    assert kinds == ["CronJob", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service"]
+    (job,) = [doc for doc in documents() if doc["kind"] == "Job"]
+    assert job["spec"]["completionMode"] == "Indexed"
     (deployment,) = [doc for doc in documents() if doc["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert {"readinessProbe", "livenessProbe", "resources"} <= set(container)
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
-def test_every_ferry_command_in_the_manifests_parses() -> None:
+def test_every_ferry_command_in_the_manifests_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")  # as Kubernetes sets it in an Indexed Job
     commands = list(ferry_commands(documents()))
-    assert len(commands) == 4  # serve, two probes, materialize-incremental
+    assert len(commands) == 5  # serve, two probes, materialize-incremental, a sharded job
     for command in commands:
         parses(command)
 

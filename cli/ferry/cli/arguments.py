@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeAlias
 ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
 OFFLINE_ROOT_ENV = "FERRY_OFFLINE_ROOT"
 TOKEN_ENV = "FERRY_TOKEN"
+JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job
 
 DEFAULT_PORT = 6570  # ferry.server.DEFAULT_PORT
 MAX_ENTITY_ROWS = 10_000  # ferry.server.Limits.max_entity_rows
@@ -80,12 +81,40 @@ def _problem(args: argparse.Namespace) -> str | None:
             return "--workers must be at least 1"
         if not 0 <= args.access_log_sample <= 1:
             return "--access-log-sample must be between 0 and 1"
-    if args.command in ("materialize", "materialize-incremental") and args.batch_rows < 1:
-        return "--batch-rows must be at least 1"
+    if args.command in ("materialize", "materialize-incremental"):
+        if args.batch_rows < 1:
+            return "--batch-rows must be at least 1"
+        if args.shard is not None:
+            return _shard_problem(args.shard, args.end)
     if args.command == "verify" and args.sample < 1:
         return "--sample must be at least 1"
     if args.command in ("get", "verify", "health") and bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
+    return None
+
+
+def shard_of(text: str) -> tuple[int, int]:
+    """``I/N`` (or ``job-index/N``) as (index, count); ValueError if malformed."""
+    index, _, count = text.partition("/")
+    if index == "job-index":
+        index = os.environ.get(JOB_INDEX_ENV, "")
+    return int(index), int(count)
+
+
+def _shard_problem(text: str, end: str) -> str | None:
+    try:
+        index, count = shard_of(text)
+    except ValueError:
+        if text.startswith("job-index/") and JOB_INDEX_ENV not in os.environ:
+            return f"--shard job-index/N needs ${JOB_INDEX_ENV}"
+        return f"--shard {text!r}: expected I/N, e.g. 0/4"
+    if not 0 <= index < count:
+        return f"--shard {text!r}: the index must be 0 to N-1"
+    if end.strip().lower() == "now":
+        return (
+            "--shard needs an explicit --end instant: 'now' would differ from shard to shard, "
+            "and the shards of one window must agree on it"
+        )
     return None
 
 
@@ -188,6 +217,12 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=BATCH_ROWS,
         help=f"rows reduced and written together (default {BATCH_ROWS})",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I (from 0) of N: every N-th row group of each source; I may be "
+        f"'job-index' for ${JOB_INDEX_ENV} (a Kubernetes Indexed Job). Needs an explicit --end",
     )
     parser.add_argument(
         "--pushgateway",

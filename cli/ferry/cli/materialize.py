@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ferry.cli import pushgateway
+from ferry.cli.arguments import shard_of
 from ferry.cli.compose import open_store
 from ferry.cli.settings import load, online_store_url
 from ferry.core.repo import FeatureRepo
@@ -16,6 +17,7 @@ from ferry.core.timestamps import format_micros, parse_instant
 from ferry.materializer import (
     REPORT_COUNTS,
     JobConfig,
+    Shard,
     ViewPlan,
     ViewReport,
     materialize,
@@ -45,14 +47,14 @@ def run_incremental(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -> int:
+    shard = Shard(*shard_of(args.shard)) if args.shard else None
     store = open_store(online_store_url(args, repo))
     try:
         marks = await store.read_watermarks(repo.project, list(repo.views))
         plans = planner(marks)
-        progress = progress_for(sys.stderr, total_rows(repo, plans) if sys.stderr.isatty() else {})
-        reports = await materialize(
-            repo, store, plans, JobConfig(batch_rows=args.batch_rows), progress
-        )
+        totals = total_rows(repo, plans, shard) if sys.stderr.isatty() else {}
+        config = JobConfig(batch_rows=args.batch_rows, shard=shard)
+        reports = await materialize(repo, store, plans, config, progress_for(sys.stderr, totals))
     except BaseException:
         if args.pushgateway:
             pushgateway.push_failure(args.pushgateway, repo.project)
@@ -60,7 +62,10 @@ async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -
     finally:
         await store.close()
     for report in reports:
-        print(json.dumps(_view_line(report)))
+        line = _view_line(report)
+        if shard is not None:
+            line["shard"] = str(shard)
+        print(json.dumps(line))
     print(json.dumps(_total_line(reports)))
     if args.pushgateway:
         pushgateway.push_success(args.pushgateway, repo.project, reports)

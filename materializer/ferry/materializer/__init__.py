@@ -15,12 +15,14 @@ from ferry.materializer.progress import (
     TerminalProgress,
     progress_for,
 )
+from ferry.materializer.shards import Shard
 
 __all__ = [
     "REPORT_COUNTS",
     "Counts",
     "JobConfig",
     "Progress",
+    "Shard",
     "SilentProgress",
     "TerminalProgress",
     "ViewPlan",
