@@ -70,6 +70,8 @@ class Settings:
         stream: Closed loop over StreamOnlineFeatures: one stream per channel, CONCURRENCY
             lookups in flight on each (latency from each lookup's write to its answer).
         tls_ca: Connect with TLS, trusting this PEM CA file; None for plaintext.
+        tls_cert: A client certificate (PEM) for a server that requires mTLS.
+        tls_key: Its private key.
         tls_server_name: The name the server's certificate must carry, if not the host.
         token: A bearer token sent with every call.
     """
@@ -83,6 +85,8 @@ class Settings:
     warmup_s: float = 0.5
     stream: bool = False
     tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     tls_server_name: str | None = None
     token: str | None = None
 
@@ -91,7 +95,11 @@ def _channel(target: str, settings: Settings) -> grpc.aio.Channel:
     """A channel to ``target``: plaintext, or TLS with the settings' CA file."""
     if settings.tls_ca is None:
         return grpc.aio.insecure_channel(target)
-    credentials = grpc.ssl_channel_credentials(Path(settings.tls_ca).read_bytes())
+    credentials = grpc.ssl_channel_credentials(
+        Path(settings.tls_ca).read_bytes(),
+        Path(settings.tls_key).read_bytes() if settings.tls_key else None,
+        Path(settings.tls_cert).read_bytes() if settings.tls_cert else None,
+    )
     name = settings.tls_server_name
     options = [("grpc.ssl_target_name_override", name)] if name else []
     return grpc.aio.secure_channel(target, credentials, options)
@@ -405,6 +413,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GetOnlineFeatures lookups over StreamOnlineFeatures streams (closed loop)",
     )
     parser.add_argument("--tls-ca", help="connect with TLS, trusting this PEM CA file")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for a server with mTLS")
+    parser.add_argument("--tls-key", help="private key of --tls-cert")
     parser.add_argument("--tls-server-name", help="name to expect in the server's certificate")
     parser.add_argument(
         "--token", default=os.environ.get("FERRY_TOKEN"), help="bearer token (default $FERRY_TOKEN)"

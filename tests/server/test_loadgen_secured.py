@@ -1,5 +1,6 @@
-"""The load generator reaches a server with TLS and tokens: with the CA and a granted
-token every call is served; with an unknown token every one is UNAUTHENTICATED."""
+"""The load generator reaches a server with mTLS and tokens: with the CA, a client
+certificate and a granted token every call is served; with an unknown token every one is
+UNAUTHENTICATED."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ async def secured(
     access = tmp_path / "access.yaml"
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     access.write_text(f'callers: [{{name: load, token_sha256: {digest}, allow: ["*"]}}]')
-    server = await start_server(store, tls=TlsFiles(pem.cert, pem.key), access_file=str(access))
+    tls = TlsFiles(pem.cert, pem.key, client_ca_file=ca.ca_file)  # mTLS: a certificate needed
+    server = await start_server(store, tls=tls, access_file=str(access))
     yield server, ca
     await server.stop(0)
 
@@ -50,9 +52,17 @@ def payload() -> bytes:
 async def test_loadgen_over_tls_with_a_token(secured: tuple[FerryServer, Authority]) -> None:
     server, ca = secured
     target = f"127.0.0.1:{server.port}"
+    client = ca.issue("load-generator", client=True)
     for token, served in ((TOKEN, True), ("not-it", False)):
         settings = loadgen.Settings(
-            seconds=0.3, processes=1, concurrency=2, warmup_s=0, tls_ca=ca.ca_file, token=token
+            seconds=0.3,
+            processes=1,
+            concurrency=2,
+            warmup_s=0,
+            tls_ca=ca.ca_file,
+            tls_cert=client.cert,
+            tls_key=client.key,
+            token=token,
         )
         # In a thread: the load runs in its own processes, against this test's event loop.
         result = await asyncio.to_thread(loadgen.run, target, METHOD, [payload()], settings)
