@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 
 from ferry.server.access import Access, set_caller
+from ferry.server.method_handlers import PerMethodInterceptor, rebuilt
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -49,48 +50,20 @@ def _stream(access: Access, behaviour: StreamHandler) -> StreamHandler:
     return authenticated
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(PerMethodInterceptor):
     """Authenticates each call to every method but health and reflection. Placed after
     ``ErrorInterceptor``, so a refusal leaves as UNAUTHENTICATED with Ferry's reason."""
 
     def __init__(self, access: Access) -> None:
+        super().__init__()
         self.access = access
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_SERVICES):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if method.startswith(OPEN_SERVICES):
             return handler
-        self._handlers[method] = wrapped = _wrapped(self.access, handler)
-        return wrapped
-
-
-def _wrapped(access: Access, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """``handler`` with its behaviour authenticated first."""
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _unary(access, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        return rebuilt(
+            handler,
+            lambda behaviour, kind: (_unary if kind == "unary" else _stream)(
+                self.access, behaviour
+            ),
         )
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _stream(access, handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(
-            _stream(access, handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler

@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.server.errors import InvalidRequestError, status_code_of
 from ferry.server.logs import log_call
+from ferry.server.method_handlers import PerMethodInterceptor, rebuilt
 from ferry.server.observe import MethodObserver, Observer
 
 log = logging.getLogger("ferry.server")
@@ -218,64 +219,19 @@ async def _abort_internal(context: grpc.aio.ServicerContext, incident: str) -> N
     )
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(PerMethodInterceptor):
     """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
     once per method."""
 
     def __init__(self, on_store_down: Callable[[], None], observer: Observer | None = None) -> None:
+        super().__init__()
         self._on_store_down = on_store_down
         self._observer = observer
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    def _watch(self, method: str, kind: str) -> MethodObserver | None:
-        return self._observer.method(method, kind) if self._observer is not None else None
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        def guarded(behaviour: Any, kind: str) -> Any:
+            watch = self._observer.method(method, kind) if self._observer is not None else None
+            protect = guard if kind == "unary" else guard_stream
+            return protect(method, behaviour, self._on_store_down, watch)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                guard(
-                    method,
-                    handler.unary_unary,
-                    self._on_store_down,
-                    self._watch(method, "unary"),
-                ),
-                request_deserializer=lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.unary_stream is not None:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                guard_stream(
-                    method,
-                    handler.unary_stream,
-                    self._on_store_down,
-                    self._watch(method, "server_stream"),
-                ),
-                request_deserializer=lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.stream_stream is not None:
-            wrapped = grpc.stream_stream_rpc_method_handler(
-                guard_stream(
-                    method,
-                    handler.stream_stream,
-                    self._on_store_down,
-                    self._watch(method, "bidi_stream"),
-                ),
-                request_deserializer=lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        else:
-            return handler
-        self._handlers[method] = wrapped
-        return wrapped
+        return rebuilt(handler, guarded, lenient(handler.request_deserializer))
