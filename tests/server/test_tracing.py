@@ -20,7 +20,9 @@ from ferry.cli.compose import FeaturesConfig, RegistryConfig, open_features, ope
 from ferry.client import AsyncFerryClient
 from ferry.core import FeatureRepo, FerryError
 from ferry.server import FerryServer, ServerConfig
-from ferry.server.tracing import Tracing
+from ferry.server.metrics import MeteredStore, Metrics
+from ferry.server.tracing import TracedStore, Tracing
+from ferry.stores import open_online_store
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import load_store
 from tests.server.mlflow_fixtures import MODEL, register_versions
@@ -114,3 +116,12 @@ def test_tracing_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # import now fails
     with pytest.raises(FerryError, match=r"ferry-features\[tracing\]"):
         Tracing()
+
+
+async def test_stores_wrapped_twice_keep_their_backend_name(tmp_path: Path) -> None:
+    store = open_online_store(f"sqlite:///{tmp_path / 'online.db'}")
+    try:
+        wrapped = TracedStore(MeteredStore(store, Metrics()), Tracing(InMemorySpanExporter()))  # type: ignore[arg-type]
+        assert wrapped.backend == "sqlite"
+    finally:
+        await store.close()

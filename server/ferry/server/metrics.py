@@ -46,7 +46,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ferry.server.registry import ModelRegistry
-from ferry.stores.base import OnlineStore, ReadRequest, ViewTable, WriteResult
+from ferry.stores.base import OnlineStore, ReadRequest, ViewTable, WriteResult, backend_name
 
 LATENCY_BUCKETS = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -269,8 +269,8 @@ class MeteredStore:
     def __init__(self, store: OnlineStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        backend = type(store).__name__.removesuffix("OnlineStore").lower() or "store"
-        self._read, self._write = (backend, "read"), (backend, "write")
+        self.backend = backend_name(store)
+        self._read, self._write = (self.backend, "read"), (self.backend, "write")
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         started = time.perf_counter()

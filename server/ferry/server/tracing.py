@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from ferry.core.errors import FerryError
-from ferry.stores.base import OnlineStore, ReadRequest, ViewTable, WriteResult
+from ferry.stores.base import OnlineStore, ReadRequest, ViewTable, WriteResult, backend_name
 
 
 class Tracing:
@@ -88,15 +88,15 @@ class TracedStore:
     def __init__(self, store: OnlineStore, tracing: Tracing) -> None:
         self.store = store
         self.tracing = tracing
-        self._backend = type(store).__name__.removesuffix("OnlineStore").lower() or "store"
+        self.backend = backend_name(store)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         keys = sum(len(r.keys) for r in requests)
-        with self.tracing.span("store.read", {"db.system": self._backend, "ferry.keys": keys}):
+        with self.tracing.span("store.read", {"db.system": self.backend, "ferry.keys": keys}):
             return await self.store.read(requests)
 
     async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
-        attributes = {"db.system": self._backend, "ferry.rows": len(rows)}
+        attributes = {"db.system": self.backend, "ferry.rows": len(rows)}
         with self.tracing.span("store.write", attributes):
             return await self.store.write(table, rows)
 

@@ -134,6 +134,15 @@ class OnlineStore(Protocol):
         """Release connections. The store is unusable afterwards."""
 
 
+def backend_name(store: object) -> str:
+    """A store's short name (``sqlite``, ``redis``, ``dynamodb``), for metrics and traces;
+    a wrapper around a store (timing, tracing) names the store it wraps as ``backend``."""
+    named = getattr(store, "__dict__", {}).get("backend")
+    if isinstance(named, str):
+        return named
+    return type(store).__name__.removesuffix("OnlineStore").lower() or "store"
+
+
 def storage_key(table: ViewTable, entity_key: bytes) -> bytes:
     """The backend key of one entity's row in one view."""
     return table.key_prefix + entity_key
