@@ -90,7 +90,10 @@ def require(action: str, kind: str, resource: str) -> None:
 
 
 def require_all(action: str, kind: str, resources: Iterable[str]) -> None:
-    """``require`` for each of ``resources``."""
+    """``require`` for each of ``resources``; without a caller (no access file), nothing
+    is done, ``resources`` not even iterated: pass a generator to keep the hot path free."""
+    if _current.get() is None:
+        return
     for resource in resources:
         require(action, kind, resource)
 

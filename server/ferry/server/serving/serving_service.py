@@ -227,9 +227,7 @@ class ServingService:
             require("read", "service", request.feature_service)
             return catalog.plan_for_service(request.feature_service)
         if which == "refs" and request.refs.refs:
-            require_all(
-                "read", "view", dict.fromkeys(r.split(":", 1)[0] for r in request.refs.refs)
-            )
+            require_all("read", "view", (ref.split(":", 1)[0] for ref in request.refs.refs))
             return catalog.plan_for_refs(request.refs.refs)
         raise InvalidRequestError(
             "the request names no features: set refs or feature_service", reason="NO_FEATURES"
