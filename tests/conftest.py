@@ -12,7 +12,16 @@ from hypothesis import settings
 
 from ferry.stores import DynamoConfig, DynamoOnlineStore
 from tests.certs import Authority
-from tests.services import AWS_TEST_ENVIRONMENT, MotoServer, RedisServer, start_moto, start_redis
+from tests.services import (
+    AWS_TEST_ENVIRONMENT,
+    ClusterTls,
+    MotoServer,
+    RedisCluster,
+    RedisServer,
+    start_cluster,
+    start_moto,
+    start_redis,
+)
 
 # No per-example deadline: on a shared 2-core machine a first example can take most of a
 # second (imports, a busy neighbour); the per-test timeout still bounds every test.
@@ -46,6 +55,46 @@ def rediss_url(tls_redis: tuple[RedisServer, str]) -> str:
     server, ca = tls_redis
     server.cli("flushall")
     return f"rediss://ferry:s3cret-pass@127.0.0.1:{server.tls_port}/0?ca={ca}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 primaries and 3 replicas on loopback, for the whole session;
+    tests that kill or reshard nodes start a cluster of their own."""
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The session's Redis Cluster, emptied."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 primaries that speaks TLS only (a test CA's certificate), with
+    an ACL user ``ferry`` on every node, as a managed Redis Cluster is set up."""
+    folder = tmp_path_factory.mktemp("tls-cluster")
+    authority = Authority(folder / "ca")
+    server, bus = authority.issue("redis"), authority.issue("redis-bus", client=True)
+    tls = ClusterTls(server.cert, server.key, bus.cert, bus.key, authority.ca_file)
+    cluster = start_cluster(folder, replicas=0, tls=tls)
+    for node in cluster.nodes:
+        cluster.cli(node.port, "ACL", "SETUSER", "ferry", "on", ">s3cret-pass", "~*", "+@all")
+    cluster.userinfo = "ferry:s3cret-pass@"
+    cluster.query = f"ca={authority.ca_file}"
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def rediss_cluster_url(tls_cluster: RedisCluster) -> str:
+    """The TLS cluster, emptied, as its ACL user."""
+    tls_cluster.flush()
+    return tls_cluster.url
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -225,3 +226,189 @@ def upload_to_s3(folder: Path, moto: MotoServer, bucket: str, prefix: str = "off
     }
     put_s3_objects(moto, bucket, files)
     return f"s3://{bucket}/{prefix}"
+
+
+def free_cluster_port() -> int:
+    """A free loopback port whose cluster-bus port (+10000) is free too."""
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+@dataclass
+class ClusterNode:
+    """One redis-server of a test cluster, with what it takes to start it again."""
+
+    port: int
+    command: list[str]
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster this test session started on loopback (see ``start_cluster``)."""
+
+    nodes: list[ClusterNode]
+    tls_args: list[str]
+    userinfo: str = ""
+    query: str = ""
+
+    @property
+    def url(self) -> str:
+        scheme = "rediss+cluster" if self.tls_args else "redis+cluster"
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:3])
+        return f"{scheme}://{self.userinfo}{seeds}{'?' + self.query if self.query else ''}"
+
+    def cli(self, port: int, *args: str, timeout: float = 30) -> str:
+        out = subprocess.run(
+            ["redis-cli", *self.tls_args, "-p", str(port), *args],
+            capture_output=True,
+            check=True,
+            timeout=timeout,
+        )
+        return out.stdout.decode().strip()
+
+    def primaries(self) -> list[int]:
+        """Ports of the nodes that are primaries now, from a live node's CLUSTER NODES."""
+        live = next(node for node in self.nodes if node.process.poll() is None)
+        ports = []
+        for line in self.cli(live.port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2] and fields[8:]:
+                ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+        return ports
+
+    def flush(self) -> None:
+        for port in self.primaries():
+            self.cli(port, "flushall")
+
+    def kill(self, port: int) -> None:
+        node = next(node for node in self.nodes if node.port == port)
+        node.process.kill()
+        node.process.wait()
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again from its own directory: it rejoins the cluster (a
+        primary that was replaced comes back as a replica)."""
+        node = next(node for node in self.nodes if node.port == port)
+        node.process = _spawn(node.command)
+        self.wait_until_ok()
+
+    def wait_until_ok(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for node in self.nodes:
+                if node.process.poll() is not None:
+                    continue
+                try:
+                    states.append("cluster_state:ok" in self.cli(node.port, "cluster", "info"))
+                except subprocess.CalledProcessError:
+                    states.append(False)
+            if states and all(states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Redis Cluster was not ok within {timeout:g} s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            stop_process(node.process)
+
+
+def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class ClusterTls:
+    """PEM files of a TLS cluster: each node's server certificate, the client certificate
+    its nodes show each other on the cluster bus, and the CA of both."""
+
+    cert: str
+    key: str
+    client_cert: str
+    client_key: str
+    ca: str
+
+
+def start_cluster(
+    directory: Path, primaries: int = 3, replicas: int = 1, tls: ClusterTls | None = None
+) -> RedisCluster:
+    """Start ``primaries * (1 + replicas)`` redis-servers on loopback and join them into a
+    cluster (node timeout 2 s, no persistence: ``../shared/RECIPES.md``). With ``tls`` the
+    nodes speak TLS only, to clients and to each other."""
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed: run bash scripts/test.sh")
+    tls_cli: list[str] = []
+    nodes = []
+    for _ in range(primaries * (1 + replicas)):
+        port = free_cluster_port()
+        folder = directory / str(port)
+        folder.mkdir(parents=True)
+        listen = ["--port", str(port)]
+        if tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes"]
+            listen += ["--tls-replication", "yes", "--tls-auth-clients", "optional"]
+            listen += ["--tls-cert-file", tls.cert, "--tls-key-file", tls.key]
+            listen += ["--tls-client-cert-file", tls.client_cert]
+            listen += ["--tls-client-key-file", tls.client_key, "--tls-ca-cert-file", tls.ca]
+            tls_cli = ["--tls", "--cacert", tls.ca]
+        command = [
+            "redis-server",
+            *listen,
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ]
+        nodes.append(ClusterNode(port, command, _spawn(command)))
+    cluster = RedisCluster(nodes, tls_cli)
+    try:
+        for node in nodes:
+            _wait_for_ping(cluster, node)
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
+        subprocess.run(
+            ["redis-cli", *tls_cli, *create, "--cluster-yes"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        cluster.wait_until_ok()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _wait_for_ping(cluster: RedisCluster, node: ClusterNode) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"redis-server on {node.port} exited with {node.process.returncode}")
+        try:
+            if cluster.cli(node.port, "ping") == "PONG":
+                return
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server on {node.port} did not answer PING within 10 s")

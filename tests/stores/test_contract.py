@@ -23,7 +23,8 @@ from ferry.stores import (
 )
 from tests.services import free_port
 
-BACKENDS = ["sqlite", "redis", "rediss", "dynamodb"]  # rediss: TLS and an ACL user
+# rediss: TLS and an ACL user; cluster: 3 primaries, 3 replicas; rediss_cluster: TLS, ACL user
+BACKENDS = ["sqlite", "redis", "rediss", "cluster", "rediss_cluster", "dynamodb"]
 FEATURES = [Feature(f"f_{t.name.lower()}", t) for t in ValueType]
 CODEC = RowCodec(FEATURES)
 VALUES: list[Any] = [
@@ -46,14 +47,10 @@ VIEW = ViewTable("proj", "view")
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OnlineStore]:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-    elif request.param == "rediss":
-        url = request.getfixturevalue("rediss_url")
-    elif request.param == "dynamodb":
-        url = request.getfixturevalue("dynamodb_url")
-    else:
+    if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'online.db'}"
+    else:
+        url = request.getfixturevalue(f"{request.param}_url")
     opened = open_online_store(url)
     yield opened
     await opened.close()

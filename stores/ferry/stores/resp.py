@@ -38,15 +38,37 @@ class StoreAuthenticationError(StoreUnavailableError):
     reason = "STORE_AUTHENTICATION_FAILED"
 
 
-_UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+class RedirectError(StoreError):
+    """A Redis Cluster node does not serve the command's slot: ``MOVED`` (the slot lives
+    at ``address`` now) or ``ASK`` (it is migrating there: ask that node once)."""
+
+    def __init__(self, message: str, kind: str, slot: int, address: tuple[str, int]) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.slot = slot
+        self.address = address
+
+
+class TryAgainError(StoreUnavailableError):
+    """A multi-key command met a slot whose keys are half migrated (resharding): the same
+    command succeeds once the migration of those keys is done."""
+
+
+_UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN")
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
 def reply_error(where: str, reply: str) -> StoreError:
     """The error a Redis error reply stands for: the server's state (loading, busy, at
-    maxclients: unavailable, retry later), the credentials (authentication), or the
-    command itself (a plain store error)."""
+    maxclients: unavailable, retry later), the credentials (authentication), a cluster's
+    redirection, or the command itself (a plain store error)."""
     message = f"{where} failed: {reply}"
+    if reply.startswith(("MOVED ", "ASK ")):
+        kind, slot, address = reply.split(" ", 2)
+        host, _, port = address.rpartition(":")
+        return RedirectError(message, kind, int(slot), (host.strip("[]"), int(port)))
+    if reply.startswith("TRYAGAIN"):
+        return TryAgainError(message)
     if reply.startswith(_AUTH_REPLIES):
         return StoreAuthenticationError(message)
     if reply.startswith(_UNAVAILABLE_REPLIES) or "max number of clients" in reply:
@@ -181,6 +203,28 @@ class RespConnection:
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
             if isinstance(reply, BaseException):
+                raise reply
+        return list(replies)
+
+    async def execute_each(
+        self, commands: Sequence[tuple[bytes | str | int, ...]]
+    ) -> list[Any | StoreError]:
+        """Send several commands in one write; each one's reply or error, in order (a Redis
+        Cluster client acts on each command's redirection by itself).
+
+        Raises:
+            StoreUnavailableError: no connection, or it was lost or timed out.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connect()
+        payload = b"".join([_pack(command) for command in commands])
+        futures = self._enqueue(protocol, payload, len(commands))
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, StoreUnavailableError) and not isinstance(reply, TryAgainError):
+                raise reply
+            if isinstance(reply, BaseException) and not isinstance(reply, StoreError):
                 raise reply
         return list(replies)
 

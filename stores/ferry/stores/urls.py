@@ -9,12 +9,14 @@ from ferry.core.redaction import redact_url
 from ferry.stores.base import OnlineStore
 from ferry.stores.dynamodb import DynamoConfig, DynamoOnlineStore
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
+from ferry.stores.redis_cluster import RedisClusterOnlineStore
 from ferry.stores.sqlite import SqliteOnlineStore
 
 SCHEMES = (
     "sqlite:///PATH",
     "redis://HOST:PORT/DB",
     "rediss://HOST:PORT/DB[?ca=F&cert=F&key=F&server_name=N]",
+    "redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster:// for TLS)",
     "dynamodb://TABLE?region=R",
 )
 
@@ -38,6 +40,8 @@ def open_online_store(url: str) -> OnlineStore:
                 f"online store URL {redact_url(url)!r}: expected {scheme}://HOST:PORT/DB"
             )
         return RedisOnlineStore(RedisConfig(url))
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return RedisClusterOnlineStore(RedisConfig(url))
     if scheme == "dynamodb":
         return DynamoOnlineStore(DynamoConfig.from_url(url))
     raise StoreError(
