@@ -285,6 +285,22 @@ class RedisCluster:
                 ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
         return ports
 
+    def slots_of(self, port: int) -> set[int]:
+        """The slots the node on ``port`` serves, from its own CLUSTER NODES line."""
+        for line in self.cli(port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "myself" in fields[2]:
+                slots: set[int] = set()
+                for part in fields[8:]:
+                    if not part.startswith("["):  # [slot->-node] marks a migration
+                        first, _, last = part.partition("-")
+                        slots.update(range(int(first), int(last or first) + 1))
+                return slots
+        raise RuntimeError(f"node {port} did not list itself")
+
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "cluster", "myid")
+
     def flush(self) -> None:
         for port in self.primaries():
             self.cli(port, "flushall")
@@ -322,6 +338,42 @@ class RedisCluster:
             stop_process(node.process)
 
 
+def start_cluster_node(directory: Path, tls: ClusterTls | None = None) -> ClusterNode:
+    """One redis-server with cluster support on a free port pair, in a folder of its own,
+    serving no slot yet."""
+    port = free_cluster_port()
+    folder = directory / str(port)
+    folder.mkdir(parents=True)
+    listen = ["--port", str(port)]
+    if tls is not None:
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes"]
+        listen += ["--tls-replication", "yes", "--tls-auth-clients", "optional"]
+        listen += ["--tls-cert-file", tls.cert, "--tls-key-file", tls.key]
+        listen += ["--tls-client-cert-file", tls.client_cert]
+        listen += ["--tls-client-key-file", tls.client_key, "--tls-ca-cert-file", tls.ca]
+    command = [
+        "redis-server",
+        *listen,
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "2000",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+    ]
+    return ClusterNode(port, command, _spawn(command))
+
+
 def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -346,45 +398,12 @@ def start_cluster(
     nodes speak TLS only, to clients and to each other."""
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed: run bash scripts/test.sh")
-    tls_cli: list[str] = []
-    nodes = []
-    for _ in range(primaries * (1 + replicas)):
-        port = free_cluster_port()
-        folder = directory / str(port)
-        folder.mkdir(parents=True)
-        listen = ["--port", str(port)]
-        if tls is not None:
-            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes"]
-            listen += ["--tls-replication", "yes", "--tls-auth-clients", "optional"]
-            listen += ["--tls-cert-file", tls.cert, "--tls-key-file", tls.key]
-            listen += ["--tls-client-cert-file", tls.client_cert]
-            listen += ["--tls-client-key-file", tls.client_key, "--tls-ca-cert-file", tls.ca]
-            tls_cli = ["--tls", "--cacert", tls.ca]
-        command = [
-            "redis-server",
-            *listen,
-            "--bind",
-            "127.0.0.1",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "2000",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ]
-        nodes.append(ClusterNode(port, command, _spawn(command)))
+    nodes = [start_cluster_node(directory, tls) for _ in range(primaries * (1 + replicas))]
+    tls_cli = ["--tls", "--cacert", tls.ca] if tls is not None else []
     cluster = RedisCluster(nodes, tls_cli)
     try:
         for node in nodes:
-            _wait_for_ping(cluster, node)
+            wait_for_ping(cluster, node)
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
         create = ["--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
         subprocess.run(
@@ -400,7 +419,7 @@ def start_cluster(
     return cluster
 
 
-def _wait_for_ping(cluster: RedisCluster, node: ClusterNode) -> None:
+def wait_for_ping(cluster: RedisCluster, node: ClusterNode) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if node.process.poll() is not None:

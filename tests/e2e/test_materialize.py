@@ -39,7 +39,7 @@ from tests.services import MotoServer, RedisServer, free_port, start_redis, uplo
 END0 = parse_instant("2026-01-02T12:00:00Z")
 END1 = parse_instant("2026-01-03T12:00:00Z")
 END2 = parse_instant("2026-01-04T06:00:00Z")
-BACKENDS = ["sqlite", "redis", "dynamodb"]
+BACKENDS = ["sqlite", "redis", "cluster", "dynamodb"]
 Snapshot = dict[str, dict[bytes, bytes | None]]
 
 
@@ -58,11 +58,9 @@ def repo(data: Path) -> FeatureRepo:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
-    if request.param == "dynamodb":
-        return str(request.getfixturevalue("dynamodb_url"))
-    return f"sqlite:///{tmp_path / 'online.db'}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture

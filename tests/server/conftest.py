@@ -69,14 +69,14 @@ def sqlite_store(served_repo: FeatureRepo, tmp_path_factory: pytest.TempPathFact
     return url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
 def loaded_store(
     request: pytest.FixtureRequest, served_repo: FeatureRepo, tmp_path: Path
 ) -> Iterator[str]:
-    if request.param == "redis":
-        url = str(request.getfixturevalue("redis_url"))
-    else:
+    if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'online.db'}"
+    else:
+        url = str(request.getfixturevalue(f"{request.param}_url"))
     materialize_into(served_repo, url)
     return url
 

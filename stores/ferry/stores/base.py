@@ -15,14 +15,14 @@ watermark. It does four things, each in one round trip per call where the backen
 Rows carry their own timestamps and schema fingerprint in a fixed header (bytes 1..16 and
 17..20, see ``ferry.core.codec``), so a store compares rows without decoding them.
 
-How the backends still to come fit this Protocol unchanged:
+How the distributed backends fit this Protocol unchanged:
 
-* Redis Cluster: keys hash to slots (CRC16); ``read`` groups keys by slot and sends one MGET
-  per slot, pipelined on one ``RespConnection`` per node (the slot map read with CLUSTER
-  SHARDS, re-read on a MOVED reply), the nodes concurrently, then restores request order.
-  ``write`` groups rows by slot and runs the same Lua script once per slot group (a script
-  may only touch keys of one slot), all pipelined. Watermarks live in one hash key, which
-  sits in one slot.
+* Redis Cluster (``ferry.stores.redis_cluster``): keys hash to slots (CRC16); ``read`` groups
+  keys by slot and sends one MGET per slot, pipelined on one ``RespConnection`` per primary
+  (the slot map read with CLUSTER SLOTS, re-read after a MOVED reply or a lost node), the
+  primaries concurrently, then restores request order. ``write`` groups rows by slot and
+  runs the same Lua script once per slot group (a script may only touch keys of one slot),
+  all pipelined. Watermarks live in one hash key, which sits in one slot.
 * DynamoDB: one table, partition key = the storage key, attributes ``v`` (row bytes), ``ts``
   (the 16 header bytes, a binary attribute, compared bytewise like here), ``fp`` and
   ``expires_at`` (DynamoDB TTL in seconds). ``read`` splits the keys into BatchGetItem calls of
