@@ -131,8 +131,9 @@ def _repo_arguments(
     if online:
         parser.add_argument(
             "--online-store",
-            help="online store URL: sqlite:///PATH, redis://HOST:PORT/DB or "
-            f"dynamodb://TABLE?region=R (overrides ${ONLINE_STORE_ENV} and the repo file's "
+            help="online store URL: sqlite:///PATH, redis://HOST:PORT/DB, "
+            "redis+cluster://HOST:PORT[,HOST:PORT...] (rediss:// and rediss+cluster:// for "
+            f"TLS) or dynamodb://TABLE?region=R (overrides ${ONLINE_STORE_ENV} and the repo file's "
             "online_store)",
         )
 
