@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import os
 import random
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -431,3 +434,101 @@ def wait_for_ping(cluster: RedisCluster, node: ClusterNode) -> None:
             pass
         time.sleep(0.02)
     raise RuntimeError(f"redis-server on {node.port} did not answer PING within 10 s")
+
+
+@dataclass
+class RayCluster:
+    """A one-node Ray cluster this session started with ``ray start --head --block`` in a
+    process group of its own (Ray's processes all join it), on loopback only."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    environment: dict[str, str]
+    temp: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def processes(self) -> dict[int, bytes]:
+        """PID -> process title of every process of this cluster: the session ``ray start``
+        leads (Ray gives its workers process groups of their own, not sessions)."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getsid(int(entry.name)) != self.process.pid:
+                    continue
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except (OSError, ProcessLookupError):
+                continue
+        return found
+
+    def workers_running(self, task: str) -> list[int]:
+        """PIDs of this cluster's workers running ``task`` now (Ray titles them ray::TASK)."""
+        title = f"ray::{task}".encode()
+        return [pid for pid, name in self.processes().items() if name.strip() == title]
+
+    def stop(self) -> None:
+        """SIGTERM ``ray start`` (Ray drains for up to 30 s), then after 5 s SIGKILL every
+        process of its session, by PID."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def ray_environment() -> dict[str, str]:
+    """What every process of a test Ray cluster (and every driver) needs: loopback only
+    (Ray otherwise binds the machine's address), no usage report, and a token of our own."""
+    return {
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # "no multi-node cluster": 127.0.0.1
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+
+
+def start_ray(directory: Path, cpus: int = 2) -> RayCluster:
+    """Start a Ray head on loopback with every port it opens chosen here; ready when its
+    ``ray start`` says so (about 5-8 s)."""
+    binary = Path(sys.executable).parent / "ray"
+    if not binary.exists():
+        raise RuntimeError("Ray is not installed: run bash scripts/test.sh (it installs it)")
+    environment = ray_environment()
+    port = free_port()
+    ports = [str(free_port()) for _ in range(3)]
+    workers = free_port()
+    log = directory / "ray-start.log"
+    # Ray's sockets live under its temp dir: keep that path short (a socket path < 108 B).
+    temp = tempfile.mkdtemp(prefix="ferry-ray-", dir="/tmp")
+    command = [str(binary), "start", "--head", "--block", "--port", str(port)]
+    command += ["--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus)]
+    command += ["--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    command += ["--dashboard-port", ports[0], "--ray-client-server-port", ports[1]]
+    command += ["--dashboard-agent-listen-port", ports[2]]
+    command += ["--min-worker-port", str(workers), "--max-worker-port", str(workers + 40)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **environment},
+            start_new_session=True,
+        )
+    cluster = RayCluster(process, port, environment, temp)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited with {process.returncode}: {log.read_text()}")
+        if "Ray runtime started" in log.read_text(errors="replace"):
+            return cluster
+        time.sleep(0.2)
+    cluster.stop()
+    raise RuntimeError("ray start did not say it had started within 60 s")

@@ -84,8 +84,12 @@ def _problem(args: argparse.Namespace) -> str | None:
     if args.command in ("materialize", "materialize-incremental"):
         if args.batch_rows < 1:
             return "--batch-rows must be at least 1"
+        if args.shard is not None and (args.ray is not None or args.shards is not None):
+            return "--shard runs one shard, --ray --shards N all of them: choose one"
         if args.shard is not None:
             return _shard_problem(args.shard, args.end)
+        if args.ray is not None or args.shards is not None:
+            return _ray_problem(args)
     if args.command == "verify" and args.sample < 1:
         return "--sample must be at least 1"
     if args.command in ("get", "verify", "health") and bool(args.tls_cert) != bool(args.tls_key):
@@ -115,6 +119,20 @@ def _shard_problem(text: str, end: str) -> str | None:
             "--shard needs an explicit --end instant: 'now' would differ from shard to shard, "
             "and the shards of one window must agree on it"
         )
+    return None
+
+
+def _ray_problem(args: argparse.Namespace) -> str | None:
+    if args.ray is None:
+        return "--shards needs --ray (or run each shard yourself with --shard I/N)"
+    if args.shards is None:
+        return "--ray needs --shards N"
+    if args.shards < 1:
+        return "--shards must be at least 1"
+    if args.shard_retries < 0:
+        return "--shard-retries must be at least 0"
+    if args.end.strip().lower() == "now":
+        return "--ray needs an explicit --end instant: every shard must agree on the window"
     return None
 
 
@@ -224,6 +242,24 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
         metavar="I/N",
         help="run shard I (from 0) of N: every N-th row group of each source; I may be "
         f"'job-index' for ${JOB_INDEX_ENV} (a Kubernetes Indexed Job). Needs an explicit --end",
+    )
+    ray = parser.add_argument_group("on a Ray cluster (the ray extra)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the shards as Ray tasks on the cluster at ADDRESS (HOST:PORT of its head, "
+        "or ray://HOST:PORT); without ADDRESS, the cluster $RAY_ADDRESS names or `ray start` "
+        "last started here, else a local one for this run. Needs --shards and an explicit --end",
+    )
+    ray.add_argument("--shards", type=int, metavar="N", help="how many shards (with --ray)")
+    ray.add_argument(
+        "--shard-retries",
+        type=int,
+        default=2,
+        metavar="K",
+        help="submit a failed shard again up to K times (default 2)",
     )
     parser.add_argument(
         "--pushgateway",

@@ -28,7 +28,7 @@ from ferry.materializer import (
     total_rows,
 )
 
-_Planner = Callable[[dict[str, int]], list[ViewPlan]]
+Planner = Callable[[dict[str, int]], list[ViewPlan]]
 """Turns the stored watermarks into the plans to run."""
 
 
@@ -36,17 +36,25 @@ def run_window(args: argparse.Namespace) -> int:
     repo = load(args)
     views = select_views(repo, _names(args.views))
     plans = plan_window(views, parse_instant(args.start), parse_instant(args.end))
-    return asyncio.run(_run(args, repo, lambda _: plans))
+    return _dispatch(args, repo, lambda _: plans)
 
 
 def run_incremental(args: argparse.Namespace) -> int:
     repo = load(args)
     views = select_views(repo, _names(args.views))
     end = parse_instant(args.end)
-    return asyncio.run(_run(args, repo, lambda marks: plan_incremental(views, marks, end)))
+    return _dispatch(args, repo, lambda marks: plan_incremental(views, marks, end))
 
 
-async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -> int:
+def _dispatch(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) -> int:
+    if args.ray is not None:
+        from ferry.cli import materialize_on_ray
+
+        return materialize_on_ray.run(args, repo, planner)
+    return asyncio.run(_run(args, repo, planner))
+
+
+async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) -> int:
     shard = Shard(*shard_of(args.shard)) if args.shard else None
     store = open_store(online_store_url(args, repo))
     try:
@@ -62,11 +70,11 @@ async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: _Planner) -
     finally:
         await store.close()
     for report in reports:
-        line = _view_line(report)
+        line = view_line(report)
         if shard is not None:
             line["shard"] = str(shard)
         print(json.dumps(line))
-    print(json.dumps(_total_line(reports)))
+    print(json.dumps(total_line(reports)))
     if args.pushgateway:
         pushgateway.push_success(args.pushgateway, repo.project, reports)
     return 0
@@ -76,7 +84,7 @@ def _names(text: str | None) -> Sequence[str]:
     return [n.strip() for n in text.split(",") if n.strip()] if text else []
 
 
-def _view_line(report: ViewReport) -> dict[str, object]:
+def view_line(report: ViewReport) -> dict[str, object]:
     line: dict[str, object] = {
         "kind": "view",
         "view": report.view,
@@ -89,7 +97,7 @@ def _view_line(report: ViewReport) -> dict[str, object]:
     return line
 
 
-def _total_line(reports: Sequence[ViewReport]) -> dict[str, object]:
+def total_line(reports: Sequence[ViewReport]) -> dict[str, object]:
     seconds = sum(r.seconds for r in reports)
     rows_read = sum(r.rows_read for r in reports)
     line: dict[str, object] = {"kind": "total", "views": len(reports)}
