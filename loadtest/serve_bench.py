@@ -35,7 +35,7 @@ import workload as workloads
 
 # The real-service launchers have one home, the tests' (tests/services.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.services import AWS_TEST_ENVIRONMENT, running_redis, start_moto
+from tests.services import AWS_TEST_ENVIRONMENT, running_redis, start_cluster, start_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
@@ -117,10 +117,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--store",
-        choices=["redis", "dynamodb"],
+        choices=["redis", "cluster", "dynamodb"],
         default="redis",
-        help="the online store: a redis-server, or DynamoDB on a moto server (both started "
-        "here on loopback)",
+        help="the online store: a redis-server, a Redis Cluster of 3 primaries, or DynamoDB "
+        "on a moto server (each started here on loopback)",
     )
     parser.add_argument("--out", type=Path, help="write results.json (and plots) here")
     args = parser.parse_args()
@@ -129,6 +129,12 @@ def main() -> None:
     try:
         if args.store == "dynamodb":
             report = _on_dynamodb(args, settings, work)
+        elif args.store == "cluster":
+            cluster = start_cluster(work / "cluster", replicas=0)
+            try:
+                report = _run(args, settings, work, cluster.url)
+            finally:
+                cluster.stop()
         else:
             with running_redis(work) as redis:
                 report = _run(args, settings, work, redis.url)
