@@ -123,6 +123,7 @@ class ClusterRouter:
         self._known: list[Address] = list(url.seeds)
         self._connections: dict[tuple[Address, str], RespConnection] = {}
         self._stale = True
+        self._loaded = False  # a map was read once: later refreshes run behind the calls
         self._refreshed_at = -_REFRESH_INTERVAL_S
         self._refreshing: asyncio.Future[None] | None = None
         self._connection(url.seeds[0], "reads")  # checks the URL's TLS parameters now
@@ -135,8 +136,7 @@ class ClusterRouter:
                 by no node, or the redirections did not settle.
             StoreError: a node answered a command with an error (the first such).
         """
-        if self._stale:
-            await self.refresh()
+        await self._map()
         replies: list[Any] = [None] * len(routed)
         pending = list(range(len(routed)))
         asking: dict[int, Address] = {}
@@ -233,8 +233,7 @@ class ClusterRouter:
 
     async def on_every_primary(self, command: Command, lane: str) -> list[Any]:
         """Run one command on every primary (PING, SCRIPT LOAD); their replies."""
-        if self._stale:
-            await self.refresh()
+        await self._map()
         nodes = self.primaries()
         if not nodes:
             raise StoreUnavailableError("Redis Cluster: no node serves any slot (CLUSTERDOWN)")
@@ -257,22 +256,39 @@ class ClusterRouter:
                     ranges.append((slot, slot))
         return ranges
 
+    async def _map(self) -> None:
+        """A slot map to route by: the first call waits for one; later, a stale map is read
+        again behind the calls, which go on with what is known (a MOVED has already
+        corrected its slot; a call for a lost primary's slot fails fast either way)."""
+        if not self._loaded:
+            await self.refresh()
+        elif self._stale:
+            self._start_refresh()
+
     async def refresh(self) -> None:
-        """Read the slot map again (concurrent callers share one read; while the map stays
-        stale, at most every ``_REFRESH_INTERVAL_S``)."""
+        """Read the slot map again and wait for it (concurrent callers share one read;
+        while the map stays stale, at most every ``_REFRESH_INTERVAL_S``)."""
+        refreshing = self._start_refresh()
+        if refreshing is not None:
+            await asyncio.shield(refreshing)
+
+    def _start_refresh(self) -> asyncio.Future[None] | None:
         if self._refreshing is None or self._refreshing.done():
             wait = self._refreshed_at + _REFRESH_INTERVAL_S - time.monotonic()
             if not self._stale or wait > 0:
-                return
+                return None
             self._refreshing = asyncio.ensure_future(self._read_slot_map())
             self._refreshing.add_done_callback(_seen)
-        await asyncio.shield(self._refreshing)
+        return self._refreshing
 
     async def _read_slot_map(self) -> None:
         self._refreshed_at = time.monotonic()
         failures = []
+        # Each probe is bounded by the connect timeout: a frozen node must not hold the
+        # map (and the calls waiting for it) for a whole command timeout.
+        probe_timeout = self._timeouts[1]
         for node in list(dict.fromkeys([*self.primaries(), *self._known, *self._url.seeds])):
-            probe = RespConnection(self._url.node_url(node), *self._timeouts)
+            probe = RespConnection(self._url.node_url(node), probe_timeout, probe_timeout)
             try:
                 reply = await probe.execute(b"CLUSTER", b"SLOTS")
             except StoreAuthenticationError:
@@ -299,7 +315,7 @@ class ClusterRouter:
             slots[start : end + 1] = [addresses[0]] * (end + 1 - start)
         # Connections to nodes that are no longer primaries stay: closing one could fail a
         # command in flight on it that would otherwise get its MOVED and be sent again.
-        self._slots, self._known, self._stale = slots, known, False
+        self._slots, self._known, self._stale, self._loaded = slots, known, False, True
 
     async def close(self) -> None:
         if self._refreshing is not None and not self._refreshing.done():
