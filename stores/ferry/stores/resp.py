@@ -76,13 +76,38 @@ def reply_error(where: str, reply: str) -> StoreError:
     return StoreError(message)
 
 
+class _Replies:
+    """One future for the replies of several pipelined commands, errors in place: a future
+    per command (a cluster sends one per slot) cost more than packing the commands."""
+
+    __slots__ = ("future", "remaining", "replies", "where")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int, where: str) -> None:
+        self.future = future
+        self.remaining = count
+        self.replies: list[Any] = []
+        self.where = where
+
+    def add(self, reply: Any) -> bool:
+        """Take the next reply; True once all have come."""
+        if isinstance(reply, hiredis.ReplyError):
+            reply = reply_error(self.where, str(reply))
+        self.replies.append(reply)
+        self.remaining -= 1
+        if self.remaining:
+            return False
+        if not self.future.done():  # its caller may have given up waiting
+            self.future.set_result(self.replies)
+        return True
+
+
 class _Protocol(asyncio.Protocol):
     """Matches replies to outstanding commands, in order."""
 
     def __init__(self, where: str) -> None:
         self._where = where
         self._reader = hiredis.Reader()
-        self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.waiters: deque[tuple[asyncio.Future[Any] | _Replies, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.watchdog: asyncio.TimerHandle | None = None
@@ -97,7 +122,12 @@ class _Protocol(asyncio.Protocol):
         self._reader.feed(data)
         waiters = self.waiters
         while (reply := self._reader.gets()) is not False:
-            waiter, _ = waiters.popleft()
+            waiter = waiters[0][0]
+            if isinstance(waiter, _Replies):
+                if waiter.add(reply):
+                    waiters.popleft()
+                continue
+            waiters.popleft()
             if waiter.done():  # its caller gave up waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -115,8 +145,9 @@ class _Protocol(asyncio.Protocol):
             self.watchdog = None
         while self.waiters:
             waiter, _ = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
+            future = waiter.future if isinstance(waiter, _Replies) else waiter
+            if not future.done():
+                future.set_exception(error)
 
 
 def _tls_of(
@@ -195,16 +226,11 @@ class RespConnection:
         Raises:
             StoreUnavailableError, StoreError: as ``execute``, for the first that failed.
         """
-        protocol = self._protocol
-        if protocol is None or protocol.lost:
-            protocol = await self._connect()
-        payload = b"".join([_pack(command) for command in commands])
-        futures = self._enqueue(protocol, payload, len(commands))
-        replies = await asyncio.gather(*futures, return_exceptions=True)
+        replies = await self.execute_each(commands)
         for reply in replies:
-            if isinstance(reply, BaseException):
+            if isinstance(reply, StoreError):
                 raise reply
-        return list(replies)
+        return replies
 
     async def execute_each(
         self, commands: Sequence[tuple[bytes | str | int, ...]]
@@ -213,28 +239,29 @@ class RespConnection:
         Cluster client acts on each command's redirection by itself).
 
         Raises:
-            StoreUnavailableError: no connection, or it was lost or timed out.
+            StoreUnavailableError: no connection, or it was lost or timed out; or a reply
+                says the server cannot serve now (other than TRYAGAIN, left in place).
         """
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()
         payload = b"".join([_pack(command) for command in commands])
-        futures = self._enqueue(protocol, payload, len(commands))
-        replies = await asyncio.gather(*futures, return_exceptions=True)
-        for reply in replies:
+        replies = _Replies(asyncio.get_running_loop().create_future(), len(commands), self._where)
+        self._enqueue(protocol, payload, [replies])
+        answered = await replies.future
+        for reply in answered:
             if isinstance(reply, StoreUnavailableError) and not isinstance(reply, TryAgainError):
                 raise reply
-            if isinstance(reply, BaseException) and not isinstance(reply, StoreError):
-                raise reply
-        return list(replies)
+        return answered
 
     def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
-        (future,) = self._enqueue(protocol, payload, 1)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(protocol, payload, [future])
         return future
 
     def _enqueue(
-        self, protocol: _Protocol, payload: bytes, count: int
-    ) -> list[asyncio.Future[Any]]:
+        self, protocol: _Protocol, payload: bytes, waiting: list[asyncio.Future[Any] | _Replies]
+    ) -> None:
         transport = protocol.transport
         # A server that accepts and closes at once (maxclients, a proxy without a backend)
         # leaves a closed transport behind: writing to it raises, in uvloop a RuntimeError.
@@ -242,21 +269,17 @@ class RespConnection:
             protocol.lost = True
             raise StoreUnavailableError(f"{self._where} closed the connection")
         now = time.monotonic()
-        waiters = protocol.waiters
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(count)]
-        for future in futures:
-            waiters.append((future, now))
+        for waiter in waiting:
+            protocol.waiters.append((waiter, now))
         try:
             transport.write(payload)
         except (RuntimeError, OSError) as err:
-            for future in futures:  # this caller hears of it by the raise below
-                future.cancel()
+            for waiter in waiting:  # this caller hears of it by the raise below
+                (waiter.future if isinstance(waiter, _Replies) else waiter).cancel()
             self._abandon(protocol, f"write failed: {err}")
             raise StoreUnavailableError(f"{self._where}: write failed: {err}") from err
         if protocol.watchdog is None:
             self._arm(protocol)
-        return futures
 
     def _arm(self, protocol: _Protocol) -> None:
         """Check the oldest outstanding command when it reaches the timeout: one timer per
