@@ -12,7 +12,17 @@ from ferry.cli import arguments
 from ferry.materializer import JobConfig
 from ferry.server import DEFAULT_PORT, Limits
 
-HEAVY = ["pyarrow", "numpy", "grpc", "yaml", "google.protobuf", "pandas", "mlflow", "ferry.core"]
+HEAVY = [
+    "pyarrow",
+    "numpy",
+    "grpc",
+    "yaml",
+    "google.protobuf",
+    "pandas",
+    "mlflow",
+    "ray",
+    "ferry.core",
+]
 
 
 def imported_after(code: str) -> set[str]:
@@ -42,6 +52,13 @@ def imported_after(code: str) -> set[str]:
 )
 def test_help_and_usage_errors_import_nothing_heavy(argv: list[str]) -> None:
     assert imported_after(f"import ferry.cli.main; ferry.cli.main.main({argv!r})") == set()
+
+
+def test_ray_is_imported_only_on_the_ray_path() -> None:
+    # Every module a plain materialization, the server and the client load; --ray loads
+    # ferry.cli.materialize_on_ray, which imports Ray when it runs.
+    modules = "ferry.cli.materialize, ferry.materializer, ferry.materializer.on_ray, ferry.server"
+    assert "ray" not in imported_after(f"import {modules}, ferry.client, ferry.stores")
 
 
 @pytest.mark.parametrize(
