@@ -14,3 +14,11 @@ fi
 interpreter=$("$PYTHON" -c 'import sys; print(sys.executable)')
 [ -x .venv/bin/python ] || "$PYTHON" -m uv venv --quiet --python "$interpreter" .venv
 "$PYTHON" -m uv pip install --quiet --python .venv/bin/python -e ".$extras"
+# Bytecode for everything installed and for Ferry's own sources, once, here. Where
+# PYTHONDONTWRITEBYTECODE is set (as on our CI machines) Python never caches it, so every
+# process would compile every module it imports again: 1.41-1.51 s to import the server and
+# the materializer without, 0.56-0.64 s with. Up-to-date files are skipped on a re-run (4 s);
+# a file that does not compile (some packages ship templates) only stays uncompiled.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+.venv/bin/python -m compileall -q -j 0 "$site" core stores materializer wire server client \
+  cli loadtest > /dev/null 2>&1 || true
