@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from ferry.core.codec_table import encode_rows
 from ferry.core.errors import InvalidValueError
 from ferry.core.repo import Feature
 from ferry.core.types import ValueType
@@ -208,12 +209,21 @@ class RowCodec:
     ) -> list[bytes]:
         """Encode every row of an Arrow table holding the timestamp columns and the features.
 
-        Timestamp columns may be Arrow timestamps or int64 µs. Columns are converted to
-        Python values column by column (one C call each), then packed row by row.
+        Timestamp columns may be Arrow timestamps or int64 µs. Columns whose Arrow types
+        are the features' own are encoded all at once (``ferry.core.codec_table``); the
+        rest are converted to Python values column by column, then packed row by row.
 
         Raises:
             InvalidValueError: a value does not fit its feature; the message names the row.
         """
+        names = [f.name for f in self.features]
+        types = [f.type for f in self.features]
+        static = self._static
+        at_once = encode_rows(
+            table, names, types, static, event_timestamp, created_timestamp, NO_CREATED_TIMESTAMP
+        )
+        if at_once is not None:
+            return at_once
         events = _micros_list(table[event_timestamp])
         if created_timestamp is None:
             created: list[int | None] = [None] * table.num_rows
