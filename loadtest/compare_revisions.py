@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,8 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SLICES = ("core", "stores", "materializer", "wire", "server", "client", "cli", "protos")
+from revisions import ROOT, environment_of, worktree
 
 
 def main() -> None:
@@ -36,24 +34,14 @@ def main() -> None:
     args = parser.parse_args(argv[:split])
     args.bench_args = argv[split + 1 :]  # after --: flags for serve_bench.py
     work = Path(tempfile.mkdtemp(prefix="ferry-compare-"))
-    base_tree = work / "base"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.base],
-        check=True,
-        capture_output=True,
-    )
     try:
-        results: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
-        for round_ in range(args.rounds):
-            for name, tree in (("base", base_tree), ("head", ROOT)):
-                print(f"round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-                results[name].append(_bench(tree, work / f"{name}-{round_}", args.bench_args))
+        with worktree(args.base, work / "base") as base_tree:
+            results: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+            for round_ in range(args.rounds):
+                for name, tree in (("base", base_tree), ("head", ROOT)):
+                    print(f"round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
+                    results[name].append(_bench(tree, work / f"{name}-{round_}", args.bench_args))
     finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
-            check=False,
-            capture_output=True,
-        )
         shutil.rmtree(work, ignore_errors=True)
     report = _summary(results)
     print(json.dumps(report, indent=2))
@@ -61,13 +49,10 @@ def main() -> None:
 
 
 def _bench(tree: Path, out: Path, bench_args: list[str]) -> dict[str, Any]:
-    # The tree's own slices first: the namespace package `ferry` then resolves every
-    # subpackage from that tree, ahead of the editable install's paths.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tree / s) for s in SLICES)}
     subprocess.run(
         [sys.executable, str(tree / "loadtest" / "serve_bench.py"), "--out", str(out), *bench_args],
         check=True,
-        env=env,
+        env=environment_of(tree),
         stdout=subprocess.DEVNULL,
         timeout=1800,
     )
