@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from ferry.stores.base import ViewTable, expires_at_ms, storage_key
+from ferry.stores.base import ViewTable, expiries_at_ms
 
 SCRIPT_KEYS = 1_000
 
@@ -67,12 +67,13 @@ def conditional_set(
 ) -> tuple[bytes | int, ...]:
     """The EVALSHA of ``CONDITIONAL_SET`` storing these (entity key, row) pairs of one view
     (at most ``SCRIPT_KEYS``; in a cluster, all of one slot)."""
-    keys = [storage_key(table, key) for key, _ in rows]
-    args: list[bytes | int] = []
-    for _, row in rows:
-        expiry = expires_at_ms(table, row, now_ms)
-        args.append(row)
-        args.append(b"" if expiry is None else expiry)
+    prefix = table.key_prefix
+    keys = [prefix + key for key, _ in rows]
+    args: list[bytes | int] = [b""] * (2 * len(rows))
+    args[0::2] = [row for _, row in rows]
+    expiries = expiries_at_ms(table, args[0::2], now_ms)  # type: ignore[arg-type]
+    if expiries is not None:
+        args[1::2] = expiries
     return (b"EVALSHA", CONDITIONAL_SET_SHA, len(keys), *keys, *args)
 
 
