@@ -125,6 +125,9 @@ def test_shard_arguments_are_checked(tmp_path: Path) -> None:
     window = ["--start", "2026-01-01", "--end", "2026-01-03"]
     for shard, end, message in (
         ("4/4", None, "the index must be 0 to N-1"),
+        ("5/4", None, "the index must be 0 to N-1"),
+        ("0/0", None, "N must be at least 1"),
+        ("-1/4", None, "the index must be 0 to N-1"),
         ("x", None, "expected I/N"),
         ("job-index/4", None, "needs $JOB_COMPLETION_INDEX"),
         ("0/4", "now", "--shard needs an explicit --end"),

@@ -112,6 +112,8 @@ def _shard_problem(text: str, end: str) -> str | None:
         if text.startswith("job-index/") and JOB_INDEX_ENV not in os.environ:
             return f"--shard job-index/N needs ${JOB_INDEX_ENV}"
         return f"--shard {text!r}: expected I/N, e.g. 0/4"
+    if count < 1:
+        return f"--shard {text!r}: N must be at least 1"
     if not 0 <= index < count:
         return f"--shard {text!r}: the index must be 0 to N-1"
     if end.strip().lower() == "now":
