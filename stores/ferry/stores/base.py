@@ -35,6 +35,7 @@ How the distributed backends fit this Protocol unchanged:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,9 +60,10 @@ class ViewTable:
     view: str
     ttl_micros: int | None = None
 
-    @property
+    @functools.cached_property
     def key_prefix(self) -> bytes:
-        """Prefix of every storage key of this view: ``project:view:``."""
+        """Prefix of every storage key of this view: ``project:view:`` (built once: a
+        batch-100 lookup asks for it 200 times)."""
         return f"{self.project}:{self.view}:".encode()
 
 
@@ -148,6 +150,15 @@ def backend_name(store: object) -> str:
 def storage_key(table: ViewTable, entity_key: bytes) -> bytes:
     """The backend key of one entity's row in one view."""
     return table.key_prefix + entity_key
+
+
+def storage_keys(requests: Sequence[ReadRequest]) -> list[bytes]:
+    """The backend keys of every key of every request, in order."""
+    out: list[bytes] = []
+    for request in requests:
+        prefix = request.table.key_prefix
+        out.extend([prefix + key for key in request.keys])
+    return out
 
 
 def is_newer(new_row: bytes, stored_row: bytes) -> bool:

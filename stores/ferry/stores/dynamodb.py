@@ -36,7 +36,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from ferry.core.codec import fingerprint_of, timestamp_prefix
 from ferry.core.errors import StoreError, StoreUnavailableError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, expires_at_ms, storage_key
+from ferry.stores.base import (
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    expires_at_ms,
+    storage_key,
+    storage_keys,
+)
 from ferry.stores.resp import StoreAuthenticationError
 
 _BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
@@ -140,7 +147,7 @@ class DynamoOnlineStore:
         )
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
-        wanted = list(dict.fromkeys(storage_key(r.table, k) for r in requests for k in r.keys))
+        wanted = list(dict.fromkeys(storage_keys(requests)))
         chunks = [wanted[i : i + _BATCH_GET] for i in range(0, len(wanted), _BATCH_GET)]
         found: dict[bytes, bytes] = {}
         for part in await asyncio.gather(*(self._get_all(chunk) for chunk in chunks)):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ferry.core.errors import StoreError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key, storage_keys
 from ferry.stores.redis_commands import (
     CONDITIONAL_SET,
     SCRIPT_KEYS,
@@ -54,7 +54,7 @@ class RedisOnlineStore:
         self._writes = RespConnection(config.url, *timeouts)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
-        keys = [storage_key(r.table, k) for r in requests for k in r.keys]
+        keys = storage_keys(requests)
         if not keys:
             return [[] for _ in requests]
         values: list[bytes | None] = await self._reads.execute(b"MGET", *keys)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from ferry.core.errors import StoreError, StoreUnavailableError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key, storage_keys
 from ferry.stores.cluster import ClusterRouter, ClusterUrl, Command, key_slot
 from ferry.stores.redis import RedisConfig
 from ferry.stores.redis_commands import (
@@ -43,7 +43,7 @@ class RedisClusterOnlineStore:
         )
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
-        keys = [storage_key(r.table, k) for r in requests for k in r.keys]
+        keys = storage_keys(requests)
         by_slot: dict[int, list[int]] = {}
         for position, key in enumerate(keys):
             by_slot.setdefault(key_slot(key), []).append(position)

@@ -19,7 +19,14 @@ from typing import TypeVar
 
 from ferry.core.codec import fingerprint_of, timestamp_prefix
 from ferry.core.errors import StoreError, StoreUnavailableError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, expires_at_ms, storage_key
+from ferry.stores.base import (
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    expires_at_ms,
+    storage_key,
+    storage_keys,
+)
 
 _T = TypeVar("_T")
 # SQLite allows 32,766 host parameters per statement; stay well below.
@@ -106,7 +113,7 @@ class SqliteOnlineStore:
         return conn
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
-        keys = [storage_key(r.table, k) for r in requests for k in r.keys]
+        keys = storage_keys(requests)
 
         def work(conn: sqlite3.Connection) -> dict[bytes, bytes]:
             now_ms = time.time_ns() // 1_000_000
