@@ -224,3 +224,23 @@ def test_ray_needs_an_explicit_end(tmp_path: Path) -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--ray needs an explicit --end" in done.stderr
+
+
+def test_a_bad_source_fails_the_run_before_any_shard_is_submitted(tmp_path: Path) -> None:
+    # The address is never tried: the sources are checked first, as a single run does.
+    done = subprocess.run(
+        ferry_args(
+            tmp_path / "nothing",
+            f"sqlite:///{tmp_path / 'x.db'}",
+            "--ray",
+            f"127.0.0.1:{free_port()}",
+            "--shards",
+            "2",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "user_stats" in done.stderr
+    assert "Ray" not in done.stderr, done.stderr

@@ -19,13 +19,16 @@ from ferry.cli.compose import open_store
 from ferry.cli.materialize import Planner, total_line, view_line
 from ferry.cli.settings import online_store_url
 from ferry.core.repo import FeatureRepo
+from ferry.materializer import open_sources
 from ferry.materializer.on_ray import ShardedJob, run_on_ray
 
 
 def run(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) -> int:
     url = online_store_url(args, repo)
     marks = asyncio.run(_watermarks(url, repo))
-    job = ShardedJob(repo, url, planner(marks), args.batch_rows)
+    plans = planner(marks)
+    open_sources(repo, plans)  # a bad source fails here, not N shards x their attempts
+    job = ShardedJob(repo, url, plans, args.batch_rows)
     started = time.monotonic()
     try:
         outcomes = run_on_ray(job, args.shards, args.ray or None, args.shard_retries, _say)

@@ -5,6 +5,7 @@ from ferry.materializer.job import (
     JobConfig,
     ViewReport,
     materialize,
+    open_sources,
     total_rows,
 )
 from ferry.materializer.plan import ViewPlan, plan_incremental, plan_window, select_views
@@ -28,6 +29,7 @@ __all__ = [
     "ViewPlan",
     "ViewReport",
     "materialize",
+    "open_sources",
     "plan_incremental",
     "plan_window",
     "progress_for",

@@ -110,6 +110,23 @@ async def materialize(
         StoreError: the store failed; watermarks of unfinished views are not moved.
     """
     # Every source is opened and checked once, up front, and the datasets reused to scan.
+    datasets = open_sources(repo, plans)
+    reports = []
+    for plan in plans:
+        report = await _materialize_view(
+            repo, store, plan, datasets[plan.view.name], config, progress or SilentProgress()
+        )
+        reports.append(report)
+    return reports
+
+
+def open_sources(repo: FeatureRepo, plans: Sequence[ViewPlan]) -> dict[str, ds.Dataset]:
+    """Every planned view's source, opened and checked against its declaration (footers
+    only: cheap), by view name.
+
+    Raises:
+        SourceError: naming every source that is missing, unreadable or does not match.
+    """
     datasets: dict[str, ds.Dataset] = {}
     problems = []
     for plan in plans:
@@ -119,13 +136,7 @@ async def materialize(
             problems.append(str(err))
     if problems:
         raise SourceError("\n".join(problems))
-    reports = []
-    for plan in plans:
-        report = await _materialize_view(
-            repo, store, plan, datasets[plan.view.name], config, progress or SilentProgress()
-        )
-        reports.append(report)
-    return reports
+    return datasets
 
 
 async def _materialize_view(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import socket
 import sys
@@ -171,7 +172,7 @@ def _run_tasks(
             attempts[index] += 1
             running[task.remote(shared, Shard(index, shards))] = index
             continue
-        done[index] = ShardOutcome(**{**outcome.__dict__, "attempts": attempts[index]})
+        done[index] = dataclasses.replace(outcome, attempts=attempts[index])
         rows = sum(r.rows_written for r in outcome.reports)
         say(
             f"shard {index}/{shards} done in {outcome.seconds:.1f} s on {outcome.node}: "
