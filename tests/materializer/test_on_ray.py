@@ -6,7 +6,6 @@ arguments get one clear message."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -23,8 +22,8 @@ import pytest
 
 from ferry.core import FeatureRepo, load_repo
 from ferry.core.timestamps import format_micros, parse_instant
-from ferry.stores import ReadRequest, ViewTable, open_online_store
-from tests.e2e.fraud import ROOT, SAMPLE_REPO, all_keys, check_stored, oracle
+from tests.e2e.fraud import ROOT, SAMPLE_REPO, check_stored, oracle
+from tests.e2e.test_materialize import snapshot, watermarks
 from tests.services import RayCluster, free_port, start_ray
 
 END = parse_instant("2026-01-03T12:00:00Z")
@@ -68,36 +67,6 @@ def ferry_args(data: Path, url: str, *extra: str) -> list[str]:
     ]
 
 
-def stored(
-    repo: FeatureRepo, url: str
-) -> tuple[dict[str, dict[bytes, bytes | None]], dict[str, int]]:
-    async def read() -> tuple[dict[str, dict[bytes, bytes | None]], dict[str, int]]:
-        store = open_online_store(url)
-        try:
-            rows = {}
-            for view in repo.views.values():
-                keys = all_keys(repo, view)
-                table = ViewTable(repo.project, view.name, view.ttl_micros)
-                (values,) = await store.read([ReadRequest(table, keys)])
-                rows[view.name] = dict(zip(keys, values, strict=True))
-            return rows
-        finally:
-            await store.close()
-
-    return asyncio.run(read()), watermarks(repo, url)
-
-
-def watermarks(repo: FeatureRepo, url: str) -> dict[str, int]:
-    async def read() -> dict[str, int]:
-        store = open_online_store(url)
-        try:
-            return await store.read_watermarks(repo.project, list(repo.views))
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
-
-
 def test_a_worker_killed_mid_shard_is_retried_and_the_store_ends_as_one_run(
     ray_cluster: RayCluster, data: Path, redis_url: str, tmp_path: Path
 ) -> None:
@@ -135,9 +104,8 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_store_ends_as_one_run(
     assert lines[-1]["views"] == len(repo_of(data).views)
 
     repo = repo_of(data)
-    one_run, _ = stored(repo, single)
-    on_ray, marks = stored(repo, redis_url)
-    assert marks == dict.fromkeys(repo.views, END)
+    one_run, on_ray = snapshot(repo, single), snapshot(repo, redis_url)
+    assert watermarks(repo, redis_url) == dict.fromkeys(repo.views, END)
     for view in repo.views.values():
         assert on_ray[view.name] == one_run[view.name], view.name
         check_stored(view, oracle(repo, view, END), on_ray[view.name])

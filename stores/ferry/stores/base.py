@@ -161,6 +161,17 @@ def storage_keys(requests: Sequence[ReadRequest]) -> list[bytes]:
     return out
 
 
+def per_request(
+    requests: Sequence[ReadRequest], values: list[bytes | None]
+) -> list[list[bytes | None]]:
+    """Values read for ``storage_keys(requests)`` cut back into one list per request."""
+    out, start = [], 0
+    for request in requests:
+        out.append(values[start : start + len(request.keys)])
+        start += len(request.keys)
+    return out
+
+
 def is_newer(new_row: bytes, stored_row: bytes) -> bool:
     """The conditional-write rule every backend implements (in Lua, SQL or a condition)."""
     new_ts, old_ts = timestamp_prefix(new_row), timestamp_prefix(stored_row)

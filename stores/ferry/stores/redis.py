@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ferry.core.errors import StoreError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key, storage_keys
+from ferry.stores.base import (
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    per_request,
+    storage_key,
+    storage_keys,
+)
 from ferry.stores.redis_commands import (
     CONDITIONAL_SET,
     SCRIPT_KEYS,
@@ -58,11 +65,7 @@ class RedisOnlineStore:
         if not keys:
             return [[] for _ in requests]
         values: list[bytes | None] = await self._reads.execute(b"MGET", *keys)
-        out, pos = [], 0
-        for request in requests:
-            out.append(values[pos : pos + len(request.keys)])
-            pos += len(request.keys)
-        return out
+        return per_request(requests, values)
 
     async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
         if not rows:

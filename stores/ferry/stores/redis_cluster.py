@@ -14,7 +14,14 @@ import time
 from collections.abc import Sequence
 
 from ferry.core.errors import StoreError, StoreUnavailableError
-from ferry.stores.base import ReadRequest, ViewTable, WriteResult, storage_key, storage_keys
+from ferry.stores.base import (
+    ReadRequest,
+    ViewTable,
+    WriteResult,
+    per_request,
+    storage_key,
+    storage_keys,
+)
 from ferry.stores.cluster import ClusterRouter, ClusterUrl, Command, key_slot
 from ferry.stores.redis import RedisConfig
 from ferry.stores.redis_commands import (
@@ -56,11 +63,7 @@ class RedisClusterOnlineStore:
             for positions, reply in zip(by_slot.values(), replies, strict=True):
                 for position, value in zip(positions, reply, strict=True):
                     values[position] = value
-        out, start = [], 0
-        for request in requests:
-            out.append(values[start : start + len(request.keys)])
-            start += len(request.keys)
-        return out
+        return per_request(requests, values)
 
     async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
         if not rows:
