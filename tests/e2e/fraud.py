@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,14 @@ def check_stored(
         if got != wanted:
             mismatches.append((decode_key(key), got, wanted))
     assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:3]}"
+
+
+def damage_a_page(part: Path) -> None:
+    """Overwrite 4 KB inside the column chunks of a Parquet file (not its footer) with
+    random bytes: the footer still reads, a data page no longer decodes."""
+    content = bytearray(part.read_bytes())
+    footer = int.from_bytes(content[-8:-4], "little") + 8
+    at = 4 + (len(content) - footer - 4) // 3
+    size = min(4096, len(content) - footer - at - 1)
+    content[at : at + size] = random.Random(7).randbytes(size)
+    part.write_bytes(bytes(content))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from tests.e2e.fraud import (
     SAMPLE_REPO,
     all_keys,
     check_stored,
+    damage_a_page,
     generate,
     oracle,
     source_rows,
@@ -380,12 +380,7 @@ def test_a_damaged_page_fails_the_job_naming_file_and_row_group(data: Path, tmp_
     wrong values, exit 0, before), and the job fails with the file and row group named."""
     broken = _broken_copy(data, tmp_path, "none")
     part = sorted((broken / "user_stats").glob("part-*.parquet"))[0]
-    content = bytearray(part.read_bytes())
-    footer = int.from_bytes(content[-8:-4], "little") + 8
-    at = 4 + (len(content) - footer - 4) // 3  # inside the column chunks, not the footer
-    size = min(4096, len(content) - footer - at - 1)
-    content[at : at + size] = random.Random(7).randbytes(size)
-    part.write_bytes(bytes(content))
+    damage_a_page(part)
     done = ferry(
         "materialize",
         str(SAMPLE_REPO),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 
 from ferry.core import FeatureRepo, load_repo
 from ferry.core.timestamps import format_micros, parse_instant
-from tests.e2e.fraud import ROOT, SAMPLE_REPO, check_stored, oracle
+from tests.e2e.fraud import ROOT, SAMPLE_REPO, check_stored, damage_a_page, oracle
 from tests.e2e.test_materialize import snapshot, watermarks
 from tests.services import RayCluster, free_port, start_ray
 
@@ -125,12 +124,7 @@ def test_a_shard_failing_every_attempt_fails_the_run_with_its_error(
     broken = tmp_path / "broken"
     shutil.copytree(data, broken)
     part = sorted((broken / "user_stats").glob("*.parquet"))[0]
-    content = bytearray(part.read_bytes())
-    footer = int.from_bytes(content[-8:-4], "little") + 8
-    at = 4 + (len(content) - footer - 4) // 3  # inside the column chunks, not the footer
-    size = min(4096, len(content) - footer - at - 1)
-    content[at : at + size] = random.Random(7).randbytes(size)
-    part.write_bytes(bytes(content))
+    damage_a_page(part)
     # No address: the cluster RAY_ADDRESS names, as ray.init finds one.
     done = subprocess.run(
         ferry_args(broken, redis_url, "--ray", "--shards", "4", "--shard-retries", "1"),
