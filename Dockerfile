@@ -1,6 +1,8 @@
 # Ferry's server image: the wheel only, a non-root user, `ferry serve` as the entry point.
 #   docker build -t ferry .
 #   docker run -p 6570:6570 -v $PWD/conf:/etc/ferry:ro ferry   (see deploy/ and the README)
+#   docker build --build-arg EXTRAS=dynamodb,registry,ray -t ferry-ray .   (Ray workers and
+#   the driver of deploy/ferry-materialize-ray.yaml: the same image with Ray in it)
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -15,9 +17,10 @@ COPY protos protos
 RUN pip install --no-cache-dir build==1.2.2 && python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim
+ARG EXTRAS=dynamodb,registry
 COPY --from=build /dist/*.whl /tmp/
 # The DynamoDB and registry extras: one image serves every store and the model registry.
-RUN whl=$(ls /tmp/*.whl) && pip install --no-cache-dir "${whl}[dynamodb,registry]" \
+RUN whl=$(ls /tmp/*.whl) && pip install --no-cache-dir "${whl}[${EXTRAS}]" \
     && rm /tmp/*.whl \
     && useradd --create-home --uid 10001 ferry
 USER 10001

@@ -49,7 +49,15 @@ def parses(command: list[str]) -> None:
 
 def test_the_manifests_are_what_the_readme_says() -> None:
     kinds = sorted(doc["kind"] for doc in documents())
-    assert kinds == ["CronJob", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service"]
+    assert kinds == [
+        "CronJob",
+        "CronJob",
+        "Deployment",
+        "Job",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service",
+    ]
     (job,) = [doc for doc in documents() if doc["kind"] == "Job"]
     assert job["spec"]["completionMode"] == "Indexed"
     (deployment,) = [doc for doc in documents() if doc["kind"] == "Deployment"]
@@ -61,7 +69,7 @@ def test_the_manifests_are_what_the_readme_says() -> None:
 def test_every_ferry_command_in_the_manifests_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")  # as Kubernetes sets it in an Indexed Job
     commands = list(ferry_commands(documents()))
-    assert len(commands) == 5  # serve, two probes, materialize-incremental, a sharded job
+    assert len(commands) == 6  # serve, two probes, materialize-incremental, shards, on Ray
     for command in commands:
         parses(command)
 
