@@ -212,9 +212,10 @@ class Load:
         self.errors: list[tuple[float, str]] = []
         self.calls = 0
         self.wrong: list[str] = []
+        self.stopped = False  # set to end the loops after their current call
 
     async def read(self, until: float, batch: int = 20) -> None:
-        while time.monotonic() < until:
+        while time.monotonic() < until and not self.stopped:
             keys = random.sample(self.keys, batch)
             floor = [self.acknowledged[k] for k in keys]
             self.calls += 1
@@ -231,7 +232,7 @@ class Load:
 
     async def write(self, until: float, batch: int = 50) -> None:
         version = 1
-        while time.monotonic() < until:
+        while time.monotonic() < until and not self.stopped:
             version += 1
             keys = random.sample(self.keys, batch)
             try:
@@ -277,9 +278,10 @@ async def test_a_reshard_under_load_gives_no_wrong_answer(
     readers = [asyncio.create_task(load.read(until)) for _ in range(2)]
     writer = asyncio.create_task(load.write(until))
     await moving
-    for task in (*readers, writer):
-        task.cancel()
-    await asyncio.gather(*readers, writer, return_exceptions=True)
+    # Stopped, not cancelled: a write cancelled in flight may land without being counted
+    # as acknowledged, and the check below compares every key with its acknowledged write.
+    load.stopped = True
+    await asyncio.gather(*readers, writer)
     assert load.wrong == []
     assert load.errors == []
     assert load.calls > 50
