@@ -88,3 +88,20 @@ class Authority:
             )
         )
         return Pem(f"{stem}.crt", f"{stem}.key")
+
+
+TLS_FAULTS = ("another CA", "another server name", "a wrong password")
+"""Ways a managed Redis's TLS or credentials settings can be wrong, for ``tls_fault``."""
+
+
+def tls_fault(fault: str, password: str, query: str, folder: Path) -> tuple[str, str]:
+    """The password and ``rediss://`` query of a good setting, made wrong by ``fault``: a CA
+    that did not sign the server's certificate, a server name it does not carry, or a wrong
+    password."""
+    if fault == "another CA":
+        return password, f"ca={Authority(folder / 'other').ca_file}"
+    if fault == "another server name":
+        return password, f"{query}&server_name=elsewhere.test"
+    if fault == "a wrong password":
+        return "not-the-password", query
+    raise ValueError(f"unknown TLS fault {fault!r}")

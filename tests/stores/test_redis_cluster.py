@@ -18,7 +18,7 @@ from ferry.stores import ReadRequest, ViewTable, open_online_store, storage_key
 from ferry.stores.cluster import key_slot
 from ferry.stores.redis_cluster import RedisClusterOnlineStore
 from ferry.stores.resp import RespConnection, StoreAuthenticationError
-from tests.certs import Authority
+from tests.certs import TLS_FAULTS, tls_fault
 from tests.services import (
     RedisCluster,
     RedisServer,
@@ -138,18 +138,12 @@ async def test_uncovered_slots_are_unavailable_and_named(tmp_path: Path) -> None
         half.stop()
 
 
-@pytest.mark.parametrize("change", ["another CA", "another server name", "a wrong password"])
+@pytest.mark.parametrize("change", TLS_FAULTS)
 async def test_tls_and_credentials_faults_are_configuration_errors(
     tls_cluster: RedisCluster, tmp_path: Path, change: str
 ) -> None:
     seeds = ",".join(f"127.0.0.1:{node.port}" for node in tls_cluster.nodes)
-    password, query = "s3cret-pass", tls_cluster.query
-    if change == "another CA":
-        query = f"ca={Authority(tmp_path / 'other').ca_file}"
-    elif change == "another server name":
-        query += "&server_name=elsewhere.test"
-    else:
-        password = "not-the-password"
+    password, query = tls_fault(change, "s3cret-pass", tls_cluster.query, tmp_path)
     store = open_online_store(f"rediss+cluster://ferry:{password}@{seeds}?{query}")
     with pytest.raises(StoreAuthenticationError) as caught:
         await store.ping()

@@ -12,7 +12,7 @@ import pytest
 from ferry.core.errors import StoreError
 from ferry.stores import ReadRequest, ViewTable, open_online_store
 from ferry.stores.resp import StoreAuthenticationError
-from tests.certs import Authority
+from tests.certs import TLS_FAULTS, tls_fault
 from tests.services import RedisServer
 
 VIEW = ViewTable("proj", "view")
@@ -30,21 +30,12 @@ async def test_rediss_with_the_ca_and_acl_user_reads(rediss_url: str) -> None:
     assert await read_one(rediss_url) == [[None]]
 
 
-@pytest.mark.parametrize(
-    "change",
-    ["another CA", "another server name", "a wrong password"],
-)
+@pytest.mark.parametrize("change", TLS_FAULTS)
 async def test_a_wrong_ca_name_or_password_is_a_configuration_error(
     tls_redis: tuple[RedisServer, str], tmp_path: Path, change: str
 ) -> None:
     server, ca = tls_redis
-    password, query = "s3cret-pass", f"ca={ca}"
-    if change == "another CA":
-        query = f"ca={Authority(tmp_path / 'other').ca_file}"
-    elif change == "another server name":
-        query += "&server_name=elsewhere.test"
-    else:
-        password = "not-the-password"
+    password, query = tls_fault(change, "s3cret-pass", f"ca={ca}", tmp_path)
     url = f"rediss://ferry:{password}@127.0.0.1:{server.tls_port}/0?{query}"
     with pytest.raises(StoreAuthenticationError) as caught:
         await read_one(url)
