@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import serve_bench
+
 # The real-service launchers have one home, the tests' (tests/services.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ferry.core import load_repo
@@ -88,22 +90,13 @@ def scan_seconds(root: str) -> dict[str, Any]:
 
 
 def serve(store: str, seconds: float, users: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "loadtest" / "serve_bench.py"), "--store", store),
-            *("--seconds", str(seconds), "--warmup-s", str(min(1.0, seconds / 3))),
-            *("--no-stream", "--users", str(users), "--concurrency", "4"),
-            # moto answers a BatchGetItem in milliseconds, not DynamoDB's single digits.
-            "--serve-flag=--store-timeout-ms=10000",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
+    report = serve_bench.report_of(
+        store,
+        *("--seconds", str(seconds), "--warmup-s", str(min(1.0, seconds / 3))),
+        *("--no-stream", "--users", str(users), "--concurrency", "4"),
+        # moto answers a BatchGetItem in milliseconds, not DynamoDB's single digits.
+        "--serve-flag=--store-timeout-ms=10000",
     )
-    if done.returncode != 0:
-        raise SystemExit(f"serve_bench --store {store} failed:\n{done.stderr[-2000:]}")
-    report = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
     out: dict[str, Any] = {}
     for case in report["cases"]:
         figures = {

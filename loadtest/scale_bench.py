@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import serve_bench
+
 # The real-service launchers have one home, the tests' (tests/services.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.services import RayCluster, running_redis, start_cluster, start_ray
@@ -108,20 +110,11 @@ def used_memory_per_key(port: int) -> int:
 
 
 def serve(store: str, args: argparse.Namespace) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "loadtest" / "serve_bench.py"), "--store", store),
-            *("--seconds", str(args.serve_seconds), "--warmup-s", "0.5", "--no-stream"),
-            *("--users", str(args.serve_users), "--concurrency", "4"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
+    report = serve_bench.report_of(
+        store,
+        *("--seconds", str(args.serve_seconds), "--warmup-s", "0.5", "--no-stream"),
+        *("--users", str(args.serve_users), "--concurrency", "4"),
     )
-    if done.returncode != 0:
-        raise SystemExit(f"serve_bench --store {store} failed:\n{done.stderr[-2000:]}")
-    report = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
     return {
         str(case["batch"]): {
             "rps": round(case["ferry"]["rps"]),

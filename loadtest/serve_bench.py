@@ -54,6 +54,21 @@ def start(command: list[str], log: Path, processes: int) -> tuple[subprocess.Pop
     return process, json.loads(lines[0])["address"]
 
 
+def report_of(store: str, *flags: str) -> dict[str, Any]:
+    """This benchmark run in a process of its own against ``store``: its JSON report
+    (for the benchmarks that compare stores: aws_bench.py, scale_bench.py)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--store", store, *flags],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"serve_bench --store {store} failed:\n{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout[: done.stdout.rindex("}") + 1]))
+
+
 def load_data(work: Path, url: str, users: int) -> None:
     """The fraud data set over the last three days, materialized into the store at ``url``."""
     start_day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
