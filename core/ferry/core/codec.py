@@ -159,6 +159,7 @@ class RowCodec:
 
     def __init__(self, features: Sequence[Feature]) -> None:
         self.features = tuple(features)
+        self._names = [f.name for f in self.features]
         tags = [field_tag(f) for f in self.features]
         if len(set(tags)) != len(tags):
             raise InvalidValueError("two feature names of one view share a CRC-32 tag; rename one")
@@ -216,11 +217,14 @@ class RowCodec:
         Raises:
             InvalidValueError: a value does not fit its feature; the message names the row.
         """
-        names = [f.name for f in self.features]
-        types = [f.type for f in self.features]
-        static = self._static
         at_once = encode_rows(
-            table, names, types, static, event_timestamp, created_timestamp, NO_CREATED_TIMESTAMP
+            table,
+            self._names,
+            self._layout.types,
+            self._static,
+            event_timestamp,
+            created_timestamp,
+            NO_CREATED_TIMESTAMP,
         )
         if at_once is not None:
             return at_once

@@ -71,9 +71,10 @@ def encode_rows(
         created = created_micros
     fixed = [i for i, t in enumerate(types) if t in _FIXED]
     variable = [i for i, t in enumerate(types) if i not in fixed]
+    nulls = [_nulls(table[name]) for name in names]
     payloads = []
     for i in variable:
-        payload = _payload(table[names[i]], types[i])
+        payload = _payload(table[names[i]], types[i], nulls[i])
         if payload is None:
             return None
         payloads.append(payload)
@@ -94,10 +95,9 @@ def encode_rows(
     head["created"] = created.view(np.uint64) ^ _SIGN
     head["static"] = np.frombuffer(static, f"V{len(static)}")[0]
     bitmap = np.zeros((count, bitmap_size), np.uint8)
-    for i, name in enumerate(names):
-        nulls = _nulls(table[name])
-        if nulls is not None:
-            bitmap[:, i // 8] |= nulls.astype(np.uint8) << np.uint8(i % 8)
+    for i, mask in enumerate(nulls):
+        if mask is not None:
+            bitmap[:, i // 8] |= mask.astype(np.uint8) << np.uint8(i % 8)
     head["bitmap"] = bitmap
     for i in fixed:
         values = _fixed_values(table[names[i]], types[i])
@@ -134,12 +134,11 @@ def _fixed_values(column: pa.ChunkedArray, kind: ValueType) -> np.ndarray[Any, A
 
 
 def _payload(
-    column: pa.ChunkedArray, kind: ValueType
+    column: pa.ChunkedArray, kind: ValueType, nulls: np.ndarray[Any, Any] | None
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
     """A variable-width feature as (bytes, each row's start in them, each row's length),
-    length 0 where null; None where this path does not apply."""
+    length 0 where ``nulls`` (None: no nulls); None where this path does not apply."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    nulls = np.asarray(array.is_null().to_numpy(zero_copy_only=False), bool)
     if kind in (ValueType.STRING, ValueType.BYTES):
         narrow, wide = (
             (pa.string(), pa.large_string())
@@ -167,7 +166,8 @@ def _payload(
         starts, lengths = offsets[:-1] * size, np.diff(offsets) * size
     else:
         return None
-    lengths = np.where(nulls, 0, lengths)
+    if nulls is not None:
+        lengths = np.where(nulls, 0, lengths)
     return data, starts, lengths
 
 
