@@ -11,6 +11,7 @@ import pytest
 from ferry.cli import arguments
 from ferry.materializer import JobConfig
 from ferry.server import DEFAULT_PORT, Limits
+from ferry.stores import CacheLimits
 
 HEAVY = [
     "pyarrow",
@@ -72,6 +73,10 @@ def test_ray_is_imported_only_on_the_ray_path() -> None:
             "--batch-rows",
         ),
         (["verify", "r.yaml", "--target", "t", "--sample", "0"], "--sample must be at least 1"),
+        (["serve", "r.yaml", "--cache-ttl-ms", "10"], "--cache-ttl-ms and --cache-mb bound a near"),
+        (["serve", "r.yaml", "--cache-entries", "-1"], "--cache-entries must be 0"),
+        (["serve", "r.yaml", "--cache-entries", "9", "--cache-mb", "0"], "--cache-mb must be"),
+        (["serve", "r.yaml", "--cache-entries", "9", "--cache-ttl-ms", "0"], "--cache-ttl-ms must"),
     ],
 )
 def test_bad_combinations_are_usage_errors(argv: list[str], message: str) -> None:
@@ -89,6 +94,7 @@ def test_defaults_match_the_libraries_they_mirror() -> None:
     assert Limits.store_timeout_s * 1000 == arguments.STORE_TIMEOUT_MS
     assert Limits.max_push_future_s == arguments.MAX_PUSH_FUTURE_S
     assert JobConfig.batch_rows == arguments.BATCH_ROWS
+    assert CacheLimits.max_bytes == arguments.CACHE_MB * (1 << 20)
 
 
 def test_every_subcommand_names_a_function_that_exists() -> None:

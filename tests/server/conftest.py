@@ -16,7 +16,7 @@ from ferry.core import FeatureRepo, load_repo
 from ferry.core.timestamps import datetime_to_micros
 from ferry.materializer import materialize, plan_window
 from ferry.server import FerryServer, Limits, ServerConfig
-from ferry.stores import open_online_store
+from ferry.stores import CacheLimits, open_online_store
 from tests.e2e.fraud import DAY, SAMPLE_REPO, generate
 
 # Snapshots are on days D, D+1, D+2 with D three days before today; materializing at
@@ -82,14 +82,17 @@ def loaded_store(
 
 
 async def start_server(
-    url: str, registry: RegistryConfig | None = None, **overrides: Any
+    url: str,
+    registry: RegistryConfig | None = None,
+    cache: CacheLimits | None = None,
+    **overrides: Any,
 ) -> FerryServer:
-    """A started server over the sample repo and the store at ``url`` (and a registry),
-    its parts opened as ``ferry serve`` opens them."""
+    """A started server over the sample repo and the store at ``url`` (and a registry, and a
+    near cache), its parts opened as ``ferry serve`` opens them."""
     settings: dict[str, Any] = {"port": 0, "health_interval_s": 0.1, **overrides}
     server = FerryServer(
         ServerConfig(**settings),
-        features=open_features(FeaturesConfig(str(SAMPLE_REPO), url)),
+        features=open_features(FeaturesConfig(str(SAMPLE_REPO), url, cache)),
         registry=open_registry(registry) if registry is not None else None,
     )
     await server.start()

@@ -21,10 +21,23 @@ from ferry.stores import (
     is_newer,
     open_online_store,
 )
+from ferry.stores.cached import CachedOnlineStore
+from ferry.stores.near_cache import CacheLimits, NearCache
 from tests.services import free_port
 
-# rediss: TLS and an ACL user; cluster: 3 primaries, 3 replicas; rediss_cluster: TLS, ACL user
-BACKENDS = ["sqlite", "redis", "rediss", "cluster", "rediss_cluster", "dynamodb"]
+# rediss: TLS and an ACL user; cluster: 3 primaries, 3 replicas; rediss_cluster: TLS, ACL user;
+# cached_*: behind a near cache (Redis: kept exact by invalidations; SQLite: time-bounded)
+BACKENDS = [
+    "sqlite",
+    "redis",
+    "rediss",
+    "cluster",
+    "rediss_cluster",
+    "dynamodb",
+    "cached_redis",
+    "cached_rediss",
+    "cached_sqlite",
+]
 FEATURES = [Feature(f"f_{t.name.lower()}", t) for t in ValueType]
 CODEC = RowCodec(FEATURES)
 VALUES: list[Any] = [
@@ -47,11 +60,15 @@ VIEW = ViewTable("proj", "view")
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OnlineStore]:
-    if request.param == "sqlite":
+    backend = request.param.removeprefix("cached_")
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'online.db'}"
     else:
-        url = request.getfixturevalue(f"{request.param}_url")
+        url = request.getfixturevalue(f"{backend}_url")
     opened = open_online_store(url)
+    if backend != request.param:
+        ttl_ms = None if backend.startswith("redis") else 60_000.0
+        opened = CachedOnlineStore(opened, NearCache(CacheLimits(ttl_ms=ttl_ms)))
     yield opened
     await opened.close()
 

@@ -25,6 +25,7 @@ MAX_ENTITY_ROWS = 10_000  # ferry.server.Limits.max_entity_rows
 STORE_TIMEOUT_MS = 1_000  # ferry.server.Limits.store_timeout_s, in ms
 MAX_PUSH_FUTURE_S = 300.0  # ferry.server.Limits.max_push_future_s
 BATCH_ROWS = 16_384  # ferry.materializer.JobConfig.batch_rows
+CACHE_MB = 64.0  # ferry.stores.near_cache.CacheLimits.max_bytes, in MiB
 
 if TYPE_CHECKING:  # subscripted only for mypy: at run time the class is not generic
     _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -81,6 +82,7 @@ def _problem(args: argparse.Namespace) -> str | None:
             return "--workers must be at least 1"
         if not 0 <= args.access_log_sample <= 1:
             return "--access-log-sample must be between 0 and 1"
+        return _cache_problem(args)
     if args.command in ("materialize", "materialize-incremental"):
         if args.batch_rows < 1:
             return "--batch-rows must be at least 1"
@@ -94,6 +96,18 @@ def _problem(args: argparse.Namespace) -> str | None:
         return "--sample must be at least 1"
     if args.command in ("get", "verify", "health") and bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
+    return None
+
+
+def _cache_problem(args: argparse.Namespace) -> str | None:
+    if args.cache_entries < 0:
+        return "--cache-entries must be 0 (no near cache) or more"
+    if not args.cache_entries and (args.cache_ttl_ms is not None or args.cache_mb is not None):
+        return "--cache-ttl-ms and --cache-mb bound a near cache: turn it on with --cache-entries"
+    if args.cache_ttl_ms is not None and args.cache_ttl_ms <= 0:
+        return "--cache-ttl-ms must be positive"
+    if args.cache_mb is not None and args.cache_mb <= 0:
+        return "--cache-mb must be positive"
     return None
 
 
@@ -412,6 +426,28 @@ def _serve(commands: _Commands) -> None:
         help="natural batching: most store reads at once; requests arriving meanwhile share "
         "the next read. 0 turns batching off. Default: the store's own (0 for SQLite and "
         "Redis, 2 for DynamoDB)",
+    )
+    parser.add_argument(
+        "--cache-entries",
+        type=int,
+        default=0,
+        help="near cache: keep up to this many recently read rows in memory (default 0: "
+        "none). On Redis it is kept exact by Redis's invalidations; other stores need "
+        "--cache-ttl-ms",
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=None,
+        help=f"near cache: most memory for keys and rows (default {CACHE_MB:g})",
+    )
+    parser.add_argument(
+        "--cache-ttl-ms",
+        type=float,
+        default=None,
+        help="near cache: serve a cached row at most this long after it was read; required "
+        "for stores without invalidations (SQLite, DynamoDB, Redis Cluster), where it is how "
+        "far a served value may lag a write made elsewhere",
     )
     parser.add_argument(
         "--max-push-future-s",

@@ -17,6 +17,7 @@ from ferry.core.repo_file import load_repo
 from ferry.server import FerryServer, ServedFeatures, ServedRegistry, ServerBuilder, ServerConfig
 from ferry.server.registry import MlflowSource, ModelRegistry, WebhookReceiver
 from ferry.stores.base import OnlineStore
+from ferry.stores.near_cache import CacheLimits
 from ferry.stores.urls import open_online_store
 
 
@@ -47,10 +48,12 @@ class FeaturesConfig:
     Attributes:
         repo_file: The feature repo YAML; re-read on SIGHUP.
         online_store: Online store URL.
+        cache: Bounds of a near cache in front of the store's reads; None for none.
     """
 
     repo_file: str
     online_store: str
+    cache: CacheLimits | None = None
 
 
 def open_store(url: str) -> OnlineStore:
@@ -68,6 +71,7 @@ def open_features(config: FeaturesConfig) -> ServedFeatures:
         store=open_store(config.online_store),
         load_repo=functools.partial(load_repo, config.repo_file),
         description=f"{config.repo_file} (store {redact_url(config.online_store)})",
+        cache=config.cache,
     )
 
 

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from ferry.cli.arguments import CACHE_MB
 from ferry.cli.compose import FeaturesConfig, RegistryConfig, server_builder
 from ferry.cli.settings import load, online_store_url
 from ferry.server import Limits, ServerConfig, TlsFiles, run_workers
+from ferry.stores.near_cache import CacheLimits
+
+
+def cache_limits(args: argparse.Namespace) -> CacheLimits | None:
+    """The near cache ``--cache-entries``, ``--cache-mb`` and ``--cache-ttl-ms`` ask for."""
+    if not args.cache_entries:
+        return None
+    return CacheLimits(
+        max_entries=args.cache_entries,
+        max_bytes=int((args.cache_mb or CACHE_MB) * (1 << 20)),
+        ttl_ms=args.cache_ttl_ms,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         )
     features = None
     if not args.registry_only:
-        features = FeaturesConfig(args.repo_file, online_store_url(args, load(args)))
+        features = FeaturesConfig(
+            args.repo_file, online_store_url(args, load(args)), cache_limits(args)
+        )
     config = ServerConfig(
         host=args.host,
         port=args.port,

@@ -41,6 +41,8 @@ from ferry.server.serving import add_to_server as add_serving_service
 from ferry.server.tls import ServerTls, TlsFiles, is_loopback
 from ferry.server.tracing import TracedStore, Tracing
 from ferry.stores.base import OnlineStore
+from ferry.stores.cached import CachedOnlineStore
+from ferry.stores.near_cache import CacheLimits, NearCache
 
 log = logging.getLogger("ferry.server")
 DEFAULT_PORT = 6570
@@ -104,11 +106,14 @@ class ServedFeatures:
         load_repo: Reads the feature repo; called at start and on every SIGHUP (raising
             ``FerryError`` keeps the definitions in use).
         description: What is served, for the log (e.g. the repo file and the store).
+        cache: Bounds of a near cache in front of the store's reads (``ferry.stores.cached``);
+            None for none.
     """
 
     store: OnlineStore
     load_repo: Callable[[], FeatureRepo]
     description: str = ""
+    cache: CacheLimits | None = None
 
 
 @dataclass
@@ -187,6 +192,11 @@ class FerryServer:
                 store = MeteredStore(store, self.metrics)
             if self.tracing is not None:
                 store = TracedStore(store, self.tracing)
+            if features.cache is not None:  # outside: a hit is no store call
+                cache = NearCache(features.cache)
+                store = CachedOnlineStore(store, cache)
+                if self.metrics is not None:
+                    self.metrics.watch_cache(cache)
             service = ServingService(
                 lambda: self.catalog, store, config.limits, self.registry, self.metrics
             )

@@ -9,6 +9,9 @@
   when a model used them, not when materialization last ran.
 - The store: ``ferry_store_call_seconds`` and ``ferry_store_errors_total`` by backend and
   operation.
+- The near cache, with one: ``ferry_near_cache_lookups_total`` by result (hit, miss),
+  ``ferry_near_cache_{invalidations,flushes,evictions}_total``,
+  ``ferry_near_cache_entries`` and ``ferry_near_cache_bytes``.
 - The registry: ``ferry_registry_last_success_timestamp_seconds``,
   ``ferry_registry_stale_models``, ``ferry_registry_cache_age_seconds``.
 - The process: CPU, memory, file descriptors (prometheus_client's process collector).
@@ -47,6 +50,7 @@ from prometheus_client.registry import Collector
 
 from ferry.server.registry import ModelRegistry
 from ferry.stores.base import OnlineStore, ReadRequest, ViewTable, WriteResult, backend_name
+from ferry.stores.near_cache import NearCache
 
 LATENCY_BUCKETS = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -153,6 +157,39 @@ class RegistryCollector(Collector):
         )
 
 
+class NearCacheCollector(Collector):
+    """The near cache's counts and size (``ferry serve --cache-entries``), read at scrape
+    time: the cache keeps plain integers, the hot path pays nothing more."""
+
+    def __init__(self, cache: NearCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.cache.counts
+        lookups = CounterMetricFamily(
+            "ferry_near_cache_lookups",
+            "Keys looked up in the near cache, by result.",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], counts.hits)
+        lookups.add_metric(["miss"], counts.misses)
+        yield lookups
+        for name, documentation, value in (
+            (
+                "invalidations",
+                "Keys invalidated by the store or by writes here.",
+                counts.invalidations,
+            ),
+            ("flushes", "Times everything was dropped (tracking connection lost).", counts.flushes),
+            ("evictions", "Entries dropped to stay within the bounds.", counts.evictions),
+        ):
+            yield CounterMetricFamily(f"ferry_near_cache_{name}", documentation, value=value)
+        yield GaugeMetricFamily("ferry_near_cache_entries", "Entries held.", value=len(self.cache))
+        yield GaugeMetricFamily(
+            "ferry_near_cache_bytes", "Bytes held (keys, rows, overhead).", value=self.cache.bytes
+        )
+
+
 class Metrics(Collector):
     """Every metric of one server process, in its own registry."""
 
@@ -219,6 +256,9 @@ class Metrics(Collector):
 
     def watch_registry(self, registry: ModelRegistry) -> None:
         self.registry.register(RegistryCollector(registry))
+
+    def watch_cache(self, cache: NearCache) -> None:
+        self.registry.register(NearCacheCollector(cache))
 
     def served(self, view: str, rows: int, statuses: dict[int, int], ages_s: Any) -> None:
         """One view's part of an answer: values by status, and the ages of PRESENT rows

@@ -9,16 +9,21 @@ from ferry.stores.base import (
     is_newer,
     storage_key,
 )
+from ferry.stores.cached import CachedOnlineStore
 from ferry.stores.dynamodb import DynamoConfig, DynamoOnlineStore, StoreTableMissingError
+from ferry.stores.near_cache import CacheLimits, NearCache
 from ferry.stores.offline import open_source
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
-from ferry.stores.resp import StoreAuthenticationError
+from ferry.stores.resp import StoreAuthenticationError, TrackingRefusedError
 from ferry.stores.sqlite import SqliteOnlineStore
 from ferry.stores.urls import open_online_store
 
 __all__ = [
+    "CacheLimits",
+    "CachedOnlineStore",
     "DynamoConfig",
     "DynamoOnlineStore",
+    "NearCache",
     "OnlineStore",
     "ReadRequest",
     "RedisConfig",
@@ -26,6 +31,7 @@ __all__ = [
     "SqliteOnlineStore",
     "StoreAuthenticationError",
     "StoreTableMissingError",
+    "TrackingRefusedError",
     "ViewTable",
     "WriteResult",
     "expires_at_ms",

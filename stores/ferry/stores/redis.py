@@ -28,7 +28,7 @@ from ferry.stores.redis_commands import (
     raise_watermark,
     watermarks_key,
 )
-from ferry.stores.resp import RespConnection
+from ferry.stores.resp import InvalidationSink, RespConnection
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class RedisOnlineStore:
         timeouts = (config.socket_timeout_s, config.connect_timeout_s)
         self._reads = RespConnection(config.url, *timeouts)
         self._writes = RespConnection(config.url, *timeouts)
+
+    def track_into(self, sink: InvalidationSink) -> None:
+        """Keep a near cache exact: Redis tells ``sink`` of every change to a key this
+        store's reads have read (``RespConnection.track``)."""
+        self._reads.track(sink)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         keys = storage_keys(requests)

@@ -22,8 +22,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -36,6 +36,13 @@ class StoreAuthenticationError(StoreUnavailableError):
     error, reported as unavailable (nothing is served) with a reason of its own."""
 
     reason = "STORE_AUTHENTICATION_FAILED"
+
+
+class TrackingRefusedError(StoreUnavailableError):
+    """Redis refused to track the keys a near cache reads (before Redis 6, or an ACL user
+    without HELLO or CLIENT): a configuration error, nothing is served."""
+
+    reason = "STORE_TRACKING_REFUSED"
 
 
 class RedirectError(StoreError):
@@ -101,11 +108,24 @@ class _Replies:
         return True
 
 
-class _Protocol(asyncio.Protocol):
-    """Matches replies to outstanding commands, in order."""
+class InvalidationSink(Protocol):
+    """Told of Redis's client-side caching invalidations (``ferry.stores.near_cache``)."""
 
-    def __init__(self, where: str) -> None:
+    def invalidate(self, keys: Iterable[bytes]) -> None:
+        """A writer changed these keys."""
+
+    def flush(self) -> None:
+        """Invalidations may have been lost (the connection dropped or was replaced), or
+        Redis flushed its keys: forget everything."""
+
+
+class _Protocol(asyncio.Protocol):
+    """Matches replies to outstanding commands, in order; hands RESP3 invalidation pushes,
+    which come between replies, to the connection's sink."""
+
+    def __init__(self, where: str, sink: InvalidationSink | None = None) -> None:
         self._where = where
+        self._sink = sink
         self._reader = hiredis.Reader()
         self.waiters: deque[tuple[asyncio.Future[Any] | _Replies, float]] = deque()
         self.transport: asyncio.Transport | None = None
@@ -122,6 +142,9 @@ class _Protocol(asyncio.Protocol):
         self._reader.feed(data)
         waiters = self.waiters
         while (reply := self._reader.gets()) is not False:
+            if type(reply) is hiredis.PushNotification:
+                self._pushed(reply)
+                continue
             waiter = waiters[0][0]
             if isinstance(waiter, _Replies):
                 if waiter.add(reply):
@@ -135,11 +158,22 @@ class _Protocol(asyncio.Protocol):
             else:
                 waiter.set_result(reply)
 
+    def _pushed(self, message: list[Any]) -> None:
+        if self._sink is None or len(message) != 2 or message[0] != b"invalidate":
+            return
+        keys = message[1]
+        if keys is None:  # FLUSHALL, FLUSHDB
+            self._sink.flush()
+        else:
+            self._sink.invalidate(keys)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.fail(StoreUnavailableError(f"{self._where} closed the connection: {exc or 'EOF'}"))
 
     def fail(self, error: Exception) -> None:
+        if self._sink is not None:  # no more invalidations come for what was read here
+            self._sink.flush()
         if self.watchdog is not None:
             self.watchdog.cancel()
             self.watchdog = None
@@ -207,6 +241,18 @@ class RespConnection:
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._sink: InvalidationSink | None = None
+
+    def track(self, sink: InvalidationSink) -> None:
+        """Have Redis track the keys this connection reads and tell ``sink`` when they
+        change (RESP3 ``CLIENT TRACKING ON``, default mode, invalidations on this same
+        connection: they arrive in order with the replies, and a dropped connection is the
+        one signal that invalidations were lost). A connection open already is replaced."""
+        self._sink = sink
+        self._setup += [(b"HELLO", b"3"), (b"CLIENT", b"TRACKING", b"ON")]
+        if self._protocol is not None:
+            self._abandon(self._protocol, "replaced by a tracking connection")
+            self._protocol = None
 
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command and return its reply.
@@ -311,7 +357,7 @@ class RespConnection:
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Protocol(self._where),
+                    lambda: _Protocol(self._where, self._sink),
                     self._host,
                     self._port,
                     ssl=self._tls,
@@ -323,23 +369,31 @@ class RespConnection:
             raise StoreAuthenticationError(f"{self._where}: TLS failed: {err}") from err
         except (OSError, TimeoutError) as err:
             raise StoreUnavailableError(f"{self._where} is unreachable: {err!r}") from err
+        command: tuple[bytes, ...] = ()
         try:
             for command in self._setup:
                 await asyncio.wait_for(
                     self._send(protocol, _pack(command)), self._connect_timeout_s
                 )
-        except StoreUnavailableError:
+        except StoreError as err:
             self._abandon(protocol, "setup failed")
-            raise
-        except StoreError as err:  # Redis refused AUTH or SELECT
-            self._abandon(protocol, "setup failed")
-            raise StoreAuthenticationError(
-                f"{self._where} refused the URL's credentials or database: "
-                f"{str(err).removeprefix(f'{self._where} failed: ')}"
+            if type(err) is StoreUnavailableError:  # lost, or the server cannot serve now
+                raise
+            refusal = str(err).removeprefix(f"{self._where} failed: ")
+            if command[0] in (b"HELLO", b"CLIENT"):
+                raise TrackingRefusedError(
+                    f"{self._where} refused client-side caching ({b' '.join(command).decode()}):"
+                    f" {refusal}; a near cache needs Redis 6 or later, and an ACL user allowed "
+                    "HELLO and CLIENT"
+                ) from err
+            raise StoreAuthenticationError(  # Redis refused AUTH or SELECT
+                f"{self._where} refused the URL's credentials or database: {refusal}"
             ) from err
         except TimeoutError as err:
             self._abandon(protocol, "setup failed")
-            raise StoreUnavailableError(f"{self._where} did not answer AUTH/SELECT") from err
+            raise StoreUnavailableError(f"{self._where} did not answer its setup") from err
+        # No flush here: the lost connection's flush (``_Protocol.fail``) already kept out
+        # every read sent before it, and reads sent from now on are tracked here.
         self._protocol = protocol
         return protocol
 
