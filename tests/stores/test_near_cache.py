@@ -105,6 +105,16 @@ def test_rows_are_read_again_once_their_view_ttl_runs_out() -> None:
     assert len(cache) == 0
 
 
+def test_many_keys_at_once_repeats_included() -> None:
+    cache = NearCache(CacheLimits())
+    cached(cache, [b"a", b"b", b"c"], [b"1", None, b"3"], fresh_until_us=[9, 9, 5])
+    values, missing = cache.get_many([b"a", b"c", b"b", b"c", b"a", b"d"], 6)
+    assert values == [b"1", MISS, None, MISS, b"1", MISS]
+    assert missing == [1, 3, 5]
+    assert (cache.counts.hits, cache.counts.misses) == (3, 3)
+    assert len(cache) == 2  # c was past its TTL: dropped once
+
+
 def test_a_time_bound_applies_from_the_read() -> None:
     cache = NearCache(CacheLimits(ttl_ms=2))
     cached(cache, [b"a", b"b"], [b"row", None], fresh_until_us=[10_000, float("inf")], now_us=0)

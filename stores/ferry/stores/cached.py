@@ -25,7 +25,7 @@ from ferry.stores.base import (
     storage_key,
     storage_keys,
 )
-from ferry.stores.near_cache import MISS, NearCache
+from ferry.stores.near_cache import NearCache
 
 _FOREVER = float("inf")
 
@@ -56,9 +56,8 @@ class CachedOnlineStore:
         holes: list[tuple[list[Any], list[int]]] = []  # where the store's rows go
         for request in requests:
             prefix = request.table.key_prefix
-            values = [cache.get(prefix + key, now_us) for key in request.keys]
+            values, positions = cache.get_many([prefix + key for key in request.keys], now_us)
             answers.append(values)
-            positions = [i for i, value in enumerate(values) if value is MISS]
             if positions:
                 keys = request.keys
                 missing.append(ReadRequest(request.table, [keys[i] for i in positions]))

@@ -113,6 +113,30 @@ class NearCache:
         self.counts.hits += 1
         return entry[0]
 
+    def get_many(
+        self, keys: Sequence[bytes], now_us: int
+    ) -> tuple[list[bytes | object | None], list[int]]:
+        """``get`` of many keys at once: the answers, and the positions of the ``MISS``es
+        (one call per view of a request: a batch of 100 made 100 calls of ``get`` cost more
+        than the Redis read it saved)."""
+        entries = self._entries
+        found = list(map(entries.get, keys))
+        values: list[bytes | object | None] = []
+        missing: list[int] = []
+        touch = entries.move_to_end
+        for index, entry in enumerate(found):
+            if entry is not None and now_us < entry[1]:
+                touch(keys[index])
+                values.append(entry[0])
+                continue
+            if entry is not None and keys[index] in entries:  # a key may come twice
+                self._drop(keys[index])
+            missing.append(index)
+            values.append(MISS)
+        self.counts.hits += len(keys) - len(missing)
+        self.counts.misses += len(missing)
+        return values, missing
+
     def begin(self, keys: Sequence[bytes]) -> ReadTicket:
         """Register a read of ``keys`` about to be sent to the store."""
         reading = self._reading
