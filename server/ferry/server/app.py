@@ -8,6 +8,7 @@ files and the access file, keeping what it had of each whose new file is invalid
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -366,6 +367,10 @@ async def serve(build: ServerBuilder, config: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
+    # What start-up built (modules, the repo, gRPC, pyarrow) lives as long as the process:
+    # out of the collector's reach, a full collection under load scans only what serving
+    # made since: full collections under load went from 24 ms to 0.2 ms (docs/benchmarks.md).
+    gc.freeze()
     announce_serving(f"{config.host}:{port}")
     what = server.features.description if server.features is not None else "the registry"
     log.info("serving %s on %s:%d", what, config.host, port)
