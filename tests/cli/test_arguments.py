@@ -94,6 +94,7 @@ def test_defaults_match_the_libraries_they_mirror() -> None:
     assert Limits.store_timeout_s * 1000 == arguments.STORE_TIMEOUT_MS
     assert Limits.max_push_future_s == arguments.MAX_PUSH_FUTURE_S
     assert JobConfig.batch_rows == arguments.BATCH_ROWS
+    assert JobConfig.max_held_rows == arguments.MAX_HELD_ROWS
     assert CacheLimits.max_bytes == arguments.CACHE_MB * (1 << 20)
 
 

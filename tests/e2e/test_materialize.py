@@ -258,21 +258,39 @@ def _keys_with_rows_between(repo: FeatureRepo, view_name: str, start: int, end: 
 def test_batches_smaller_than_the_data_give_the_same_rows(
     data: Path, repo: FeatureRepo, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'small.db'}"
-    materialize(
-        data,
-        url,
-        "materialize",
-        "--start",
-        "2025-12-01",
-        "--end",
-        "2026-01-03T12:00:00Z",
-        "--batch-rows",
-        "97",
-    )
-    stored = snapshot(repo, url)
-    for view in repo.views.values():
-        check_stored(view, oracle(repo, view, END1), stored[view.name])
+    """Every key's rows spread over many batches of 97 rows: holding them all writes each
+    key once, holding up to 50 (the bound hit again and again) or none writes more, and the
+    stored rows are the oracle's every time."""
+    written = {}
+    for held in ("262144", "50", "0"):
+        url = f"sqlite:///{tmp_path / f'small-{held}.db'}"
+        lines = materialize(
+            data,
+            url,
+            "materialize",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-03T12:00:00Z",
+            "--batch-rows",
+            "97",
+            "--max-held-rows",
+            held,
+        )
+        stored = snapshot(repo, url)
+        for view in repo.views.values():
+            check_stored(view, oracle(repo, view, END1), stored[view.name])
+        for line in lines[:-1]:
+            check_report(line)
+        written[held] = {line["view"]: line["rows_written"] for line in lines[:-1]}
+        if held == "262144":
+            keys = {
+                name: sum(r is not None for r in rows.values()) for name, rows in stored.items()
+            }
+            assert written[held] == keys  # each stored key written once
+    for view in repo.views:
+        assert written["262144"][view] <= written["50"][view] <= written["0"][view]
+    assert sum(written["0"].values()) > sum(written["262144"].values())
 
 
 # -- bad inputs ----------------------------------------------------------------------------

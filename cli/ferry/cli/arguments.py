@@ -25,6 +25,7 @@ MAX_ENTITY_ROWS = 10_000  # ferry.server.Limits.max_entity_rows
 STORE_TIMEOUT_MS = 1_000  # ferry.server.Limits.store_timeout_s, in ms
 MAX_PUSH_FUTURE_S = 300.0  # ferry.server.Limits.max_push_future_s
 BATCH_ROWS = 16_384  # ferry.materializer.JobConfig.batch_rows
+MAX_HELD_ROWS = 262_144  # ferry.materializer.JobConfig.max_held_rows
 CACHE_MB = 64.0  # ferry.stores.near_cache.CacheLimits.max_bytes, in MiB
 
 if TYPE_CHECKING:  # subscripted only for mypy: at run time the class is not generic
@@ -86,6 +87,8 @@ def _problem(args: argparse.Namespace) -> str | None:
     if args.command in ("materialize", "materialize-incremental"):
         if args.batch_rows < 1:
             return "--batch-rows must be at least 1"
+        if args.max_held_rows < 0:
+            return "--max-held-rows must be 0 (write every batch) or more"
         if args.shard is not None and (args.ray is not None or args.shards is not None):
             return "--shard runs one shard, --ray --shards N all of them: choose one"
         if args.shard is not None:
@@ -250,6 +253,14 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=BATCH_ROWS,
         help=f"rows reduced and written together (default {BATCH_ROWS})",
+    )
+    parser.add_argument(
+        "--max-held-rows",
+        type=int,
+        default=MAX_HELD_ROWS,
+        help="most encoded rows of a view held, the newest per key, before they are written "
+        f"(each key written once where they fit; default {MAX_HELD_ROWS}, ~80 MB of fraud "
+        "rows; 0 writes every batch)",
     )
     parser.add_argument(
         "--shard",

@@ -61,7 +61,9 @@ async def _run(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) ->
         marks = await store.read_watermarks(repo.project, list(repo.views))
         plans = planner(marks)
         totals = total_rows(repo, plans, shard) if sys.stderr.isatty() else {}
-        config = JobConfig(batch_rows=args.batch_rows, shard=shard)
+        config = JobConfig(
+            batch_rows=args.batch_rows, max_held_rows=args.max_held_rows, shard=shard
+        )
         reports = await materialize(repo, store, plans, config, progress_for(sys.stderr, totals))
     except BaseException:
         if args.pushgateway:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) -> int:
     marks = asyncio.run(_watermarks(url, repo))
     plans = planner(marks)
     open_sources(repo, plans)  # a bad source fails here, not N shards x their attempts
-    job = ShardedJob(repo, url, plans, args.batch_rows)
+    job = ShardedJob(repo, url, plans, args.batch_rows, args.max_held_rows)
     started = time.monotonic()
     try:
         outcomes = run_on_ray(job, args.shards, args.ray or None, args.shard_retries, _say)

@@ -7,10 +7,13 @@ keep each key's as-of row at ``end``, encode); and write through the store's tim
 writer with at most ``max_writes_in_flight`` batches outstanding, so reading and encoding
 overlap the store's work and memory stays bounded whatever the input size.
 
-Reducing within a batch is enough: a key's rows in different batches are reconciled by the
-conditional write, which keeps the greatest (event, created) timestamps. For the same
-reason a failed or killed run is simply run again; the watermark moves to ``end`` only
-after every write of the view has been acknowledged.
+The batches' rows are then held by key (``ferry.materializer.newest``), the newest per key,
+until ``max_held_rows`` are held or the view is read: each key is written once where memory
+allows. Past the bound the held rows are written and holding starts again; a key's rows on
+both sides of that are reconciled by the conditional write, which keeps the greatest
+(event, created) timestamps. For the same reason a failed or killed run is simply run
+again; the watermark moves to ``end`` only after every write of the view has been
+acknowledged.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ferry.core.codec import RowCodec
 from ferry.core.errors import SourceError
 from ferry.core.ingest import ingest_rows
 from ferry.core.repo import FeatureRepo, FeatureView
+from ferry.materializer.newest import NewestRows
 from ferry.materializer.plan import ViewPlan
 from ferry.materializer.progress import Counts, Progress, SilentProgress
 from ferry.materializer.shards import Shard, raise_watermark
@@ -44,12 +48,17 @@ class JobConfig:
             10.5 s at 64k), with a peak RSS of ~250 MB against ~400 MB at 64k.
         max_writes_in_flight: Batches written concurrently. Default 2: one in the store while
             the next is encoded.
+        max_held_rows: Most encoded rows of a view held by key before they are written, so
+            that a key whose rows fall into several batches is written once. Default
+            262,144 (about 80 MB of rows of the fraud data set); 0 writes every batch as it
+            is encoded.
         shard: Materialize only this shard of each view's row groups
             (``ferry.materializer.shards``); None does all.
     """
 
     batch_rows: int = 16_384
     max_writes_in_flight: int = 2
+    max_held_rows: int = 262_144
     shard: Shard | None = None
 
 
@@ -62,8 +71,9 @@ class ViewReport:
     rows_outside_window: rows read whose event time is outside the window or the TTL at end;
         rows_after_end counts those later than end (from the future, when end is now).
     rows_in_window: the rest, which add up as rows_skipped_null_key + rows_superseded
-        (not their key's as-of row within their batch) + rows_written +
-        rows_skipped_not_newer (the store held a row as new or newer).
+        (not their key's as-of row within their batch, or older than a row of their key in
+        another batch held with it) + rows_written + rows_skipped_not_newer (the store held
+        a row as new or newer).
     """
 
     view: str
@@ -163,7 +173,8 @@ async def _materialize_view(
         pieces = config.shard.take(pieces)
     pending: list[pa.Table] = []
     pending_rows = 0
-    pending_read = 0  # rows read since the last submit: they settle with the next batch
+    pending_read = 0  # rows read since the last encoding
+    held, held_read = NewestRows(), 0  # held_read: rows read whose rows are held
     try:
         for read, after_end, in_window in scan(pieces, view, window, config.batch_rows):
             report.rows_read += read
@@ -174,15 +185,17 @@ async def _materialize_view(
             pending_read += read
             if pending_rows >= config.batch_rows:
                 rows = _encode(pa.concat_tables(pending), view, codec, window.end, report)
-                await writer.submit(rows, pending_read)
+                report.rows_superseded += held.add(rows)
+                held_read += pending_read
                 pending, pending_rows, pending_read = [], 0, 0
+                if len(held) >= config.max_held_rows:
+                    await _write_held(writer, held, held_read, config.batch_rows)
+                    held_read = 0
             progress.update(view.name, writer.counts())
-        rows = (
-            _encode(pa.concat_tables(pending), view, codec, window.end, report)
-            if pending_rows
-            else []
-        )
-        await writer.submit(rows, pending_read)
+        if pending_rows:
+            rows = _encode(pa.concat_tables(pending), view, codec, window.end, report)
+            report.rows_superseded += held.add(rows)
+        await _write_held(writer, held, held_read + pending_read, config.batch_rows)
         await writer.drain()
     except BaseException:
         await writer.cancel()
@@ -194,6 +207,18 @@ async def _materialize_view(
     report.seconds = time.perf_counter() - started
     progress.finish(view.name, writer.counts())
     return report
+
+
+async def _write_held(writer: _Writer, held: NewestRows, rows_read: int, batch_rows: int) -> None:
+    """Write every held row, ``batch_rows`` per store call; the ``rows_read`` they came of
+    settle with the last call."""
+    rows = held.take()
+    starts = range(0, len(rows), batch_rows)
+    for start in starts:
+        last = start == starts[-1]
+        await writer.submit(rows[start : start + batch_rows], rows_read if last else 0)
+    if not rows:
+        await writer.submit([], rows_read)
 
 
 def total_rows(

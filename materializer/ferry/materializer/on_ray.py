@@ -43,6 +43,7 @@ class ShardedJob:
     store_url: str
     plans: list[ViewPlan]
     batch_rows: int
+    max_held_rows: int = JobConfig.max_held_rows
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def run_shard(job: ShardedJob, shard: Shard) -> ShardOutcome:
 async def _materialize(job: ShardedJob, shard: Shard) -> list[ViewReport]:
     store = open_online_store(job.store_url)
     try:
-        config = JobConfig(batch_rows=job.batch_rows, shard=shard)
+        config = JobConfig(batch_rows=job.batch_rows, max_held_rows=job.max_held_rows, shard=shard)
         return await materialize(job.repo, store, job.plans, config)
     finally:
         await store.close()
