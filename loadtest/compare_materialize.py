@@ -4,7 +4,8 @@ Generates the fraud data set once (datasets/fraud.py at ``--users``), checks BAS
 a temporary git worktree, then runs ``ferry materialize`` of each revision alternately
 (BASE, HEAD, BASE, HEAD, ...) into a fresh redis-server each time, each revision's code on
 ``PYTHONPATH``. Prints per revision the medians of the job's own seconds, its CPU (user +
-system, wait4), rows written and peak RSS, and HEAD against BASE. A benchmark, not a test.
+system, wait4), the Redis server's CPU meanwhile, rows written and peak RSS, and HEAD
+against BASE. A benchmark, not a test.
 
     python loadtest/compare_materialize.py HEAD~1 --users 100000 --rounds 3
 """
@@ -52,7 +53,7 @@ def main() -> None:
                 for name, tree in (("base", base_tree), ("head", ROOT)):
                     print(f"round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
                     with running_redis(work) as redis:
-                        runs[name].append(_job(tree, data, redis.url))
+                        runs[name].append(_job(tree, data, redis.url, redis.process.pid))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report: dict[str, Any] = {"users": args.users, "rounds": args.rounds, "base": args.base}
@@ -60,15 +61,22 @@ def main() -> None:
         report[name] = {key: statistics.median(r[key] for r in results) for key in results[0]}
     report["head_vs_base"] = {
         key: round(report["head"][key] / report["base"][key], 3)
-        for key in ("in_job_s", "cpu_s", "wall_s")
+        for key in ("in_job_s", "cpu_s", "wall_s", "redis_cpu_s")
     }
     print(json.dumps(report, indent=2))
 
 
-def _job(tree: Path, data: Path, url: str) -> dict[str, Any]:
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _job(tree: Path, data: Path, url: str, redis_pid: int) -> dict[str, Any]:
     command = [sys.executable, "-m", "ferry.cli.main", "materialize", str(REPO)]
     command += ["--offline-root", str(data), "--online-store", url, *WINDOW]
     started = time.perf_counter()
+    redis_before = _cpu_of(redis_pid)
     with tempfile.TemporaryFile("w+") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.DEVNULL, env=environment_of(tree)
@@ -82,6 +90,7 @@ def _job(tree: Path, data: Path, url: str) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 2),
         "in_job_s": total["seconds"],
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "redis_cpu_s": round(_cpu_of(redis_pid) - redis_before, 2),
         "rows_read": total["rows_read"],
         "rows_written": total["rows_written"],
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
