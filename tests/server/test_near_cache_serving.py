@@ -6,10 +6,11 @@ those of a server without a cache on the same store, within one invalidation's d
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ferry.server import FerryServer
 from ferry.stores import CacheLimits, ViewTable
 from ferry.stores.resp import RespConnection
 from tests.e2e.fraud import DAY, SAMPLE_REPO
+from tests.e2e.test_materialize import materialize
 from tests.server.conftest import END, load_store, start_server
 from tests.server.test_metrics import scrape, value
 
@@ -43,58 +45,48 @@ async def converge(cached: AsyncFerryClient, plain: AsyncFerryClient, bound_s: f
         await asyncio.sleep(0.005)
 
 
-async def pair(url: str, cache: CacheLimits) -> tuple[FerryServer, FerryServer]:
-    return await start_server(url, cache=cache, metrics_port=0), await start_server(url)
-
-
-def materialize_elsewhere(data: Path, url: str, end: int) -> None:
-    """``ferry materialize`` in its own process, up to ``end``."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ferry.cli.main",
-            "materialize",
-            str(SAMPLE_REPO),
-            "--offline-root",
-            str(data),
-            "--online-store",
-            url,
-            "--start",
-            "1970-01-01T00:00:00Z",
-            "--end",
-            datetime.fromtimestamp(end / 1e6, UTC).isoformat(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["rows_written"] > 0
+@asynccontextmanager
+async def cached_and_plain(
+    url: str, cache: CacheLimits
+) -> AsyncIterator[tuple[FerryServer, AsyncFerryClient, AsyncFerryClient]]:
+    """Two servers over the store at ``url``, alike but for ``cache``: the cached one and a
+    client of each."""
+    cached_server = await start_server(url, cache=cache, metrics_port=0)
+    plain_server = await start_server(url)
+    try:
+        async with (
+            AsyncFerryClient(f"127.0.0.1:{cached_server.port}", timeout_s=10) as cached,
+            AsyncFerryClient(f"127.0.0.1:{plain_server.port}", timeout_s=10) as plain,
+        ):
+            yield cached_server, cached, plain
+    finally:
+        await cached_server.stop(0)
+        await plain_server.stop(0)
 
 
 async def test_on_redis_every_writer_is_seen_at_once(
     redis_url: str, served_repo: FeatureRepo, served_data: Path
 ) -> None:
     await load_store(served_repo, redis_url, END - DAY)  # the rows of a day before
-    cached_server, plain_server = await pair(redis_url, CacheLimits())
     raw = RespConnection(redis_url, 5, 2)
     try:
-        async with (
-            AsyncFerryClient(f"127.0.0.1:{cached_server.port}", timeout_s=10) as cached,
-            AsyncFerryClient(f"127.0.0.1:{plain_server.port}", timeout_s=10) as plain,
-        ):
+        async with cached_and_plain(redis_url, CacheLimits()) as (server, cached, plain):
             old = await answer(plain)
             assert await answer(cached) == old
             assert await answer(cached) == old  # now from memory
             hits = value(
-                await asyncio.to_thread(scrape, cached_server.metrics_port),
+                await asyncio.to_thread(scrape, server.metrics_port),
                 "ferry_near_cache_lookups_total",
                 result="hit",
             )
             assert hits >= 100  # rows past their view's TTL are read from Redis every time
 
-            await asyncio.to_thread(materialize_elsewhere, served_data, redis_url, END)
+            end = datetime.fromtimestamp(END / 1e6, UTC).isoformat()
+            window = ["--start", "1970-01-01T00:00:00Z", "--end", end]
+            lines = await asyncio.to_thread(
+                materialize, served_data, redis_url, "materialize", *window
+            )  # in a process of its own
+            assert lines[-1]["rows_written"] > 0
             assert await answer(plain) != old  # the materialization changed what is served
             took = {"materialize": await converge(cached, plain, 1.0)}
 
@@ -110,38 +102,28 @@ async def test_on_redis_every_writer_is_seen_at_once(
             took["raw SET"] = await converge(cached, plain, 1.0)
             served = await answer(cached)
             assert served["user_stats:txn_count_7d"][1] == served["user_stats:txn_count_7d"][2]
-        samples = await asyncio.to_thread(scrape, cached_server.metrics_port)
+            samples = await asyncio.to_thread(scrape, server.metrics_port)
         assert value(samples, "ferry_near_cache_invalidations_total") >= len(USERS)
         assert value(samples, "ferry_near_cache_entries") > 0
         print(f"seen after: {took}")
     finally:
         await raw.close()
-        await cached_server.stop(0)
-        await plain_server.stop(0)
 
 
 async def test_elsewhere_a_cache_is_bounded_in_time(
     sqlite_url: str, served_repo: FeatureRepo
 ) -> None:
     await load_store(served_repo, sqlite_url, END - DAY)
-    cached_server, plain_server = await pair(sqlite_url, CacheLimits(ttl_ms=300))
-    try:
-        async with (
-            AsyncFerryClient(f"127.0.0.1:{cached_server.port}", timeout_s=10) as cached,
-            AsyncFerryClient(f"127.0.0.1:{plain_server.port}", timeout_s=10) as plain,
-        ):
-            old = await answer(plain)
-            assert await answer(cached) == old
-            await load_store(served_repo, sqlite_url, END)  # another store object: no invalidation
-            assert await answer(plain) != old
-            took = await converge(cached, plain, 0.3 + 1.0)
-            pushed = {"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 7}
-            await cached.push("user_stats", [pushed], missing_features_are_null=True)
-            assert (await answer(cached))["user_stats:txn_count_7d"][0] == 7  # its own write
-        print(f"seen after {took:.3f} s")
-    finally:
-        await cached_server.stop(0)
-        await plain_server.stop(0)
+    async with cached_and_plain(sqlite_url, CacheLimits(ttl_ms=300)) as (_, cached, plain):
+        old = await answer(plain)
+        assert await answer(cached) == old
+        await load_store(served_repo, sqlite_url, END)  # another store object: no invalidation
+        assert await answer(plain) != old
+        took = await converge(cached, plain, 0.3 + 1.0)
+        pushed = {"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 7}
+        await cached.push("user_stats", [pushed], missing_features_are_null=True)
+        assert (await answer(cached))["user_stats:txn_count_7d"][0] == 7  # its own write
+    print(f"seen after {took:.3f} s")
 
 
 def test_a_store_without_invalidations_needs_a_time_bound(sqlite_url: str) -> None:
