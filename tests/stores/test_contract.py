@@ -26,7 +26,7 @@ from ferry.stores.near_cache import CacheLimits, NearCache
 from tests.services import free_port
 
 # rediss: TLS and an ACL user; cluster: 3 primaries, 3 replicas; rediss_cluster: TLS, ACL user;
-# cached_*: behind a near cache (Redis: kept exact by invalidations; SQLite: time-bounded)
+# cached_*: behind a near cache (Redis, Cluster: kept exact by invalidations; SQLite: by time)
 BACKENDS = [
     "sqlite",
     "redis",
@@ -36,6 +36,7 @@ BACKENDS = [
     "dynamodb",
     "cached_redis",
     "cached_rediss",
+    "cached_cluster",
     "cached_sqlite",
 ]
 FEATURES = [Feature(f"f_{t.name.lower()}", t) for t in ValueType]
@@ -67,7 +68,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = request.getfixturevalue(f"{backend}_url")
     opened = open_online_store(url)
     if backend != request.param:
-        ttl_ms = None if backend.startswith("redis") else 60_000.0
+        ttl_ms = None if backend in ("redis", "rediss", "cluster") else 60_000.0
         opened = CachedOnlineStore(opened, NearCache(CacheLimits(ttl_ms=ttl_ms)))
     yield opened
     await opened.close()

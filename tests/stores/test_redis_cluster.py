@@ -14,7 +14,15 @@ import pytest
 
 from ferry.core import Feature, RowCodec, ValueType, encode_key
 from ferry.core.errors import StoreError, StoreUnavailableError
-from ferry.stores import ReadRequest, ViewTable, open_online_store, storage_key
+from ferry.stores import (
+    CachedOnlineStore,
+    CacheLimits,
+    NearCache,
+    ReadRequest,
+    ViewTable,
+    open_online_store,
+    storage_key,
+)
 from ferry.stores.cluster import key_slot
 from ferry.stores.redis_cluster import RedisClusterOnlineStore
 from ferry.stores.resp import RespConnection, StoreAuthenticationError
@@ -193,6 +201,41 @@ async def test_a_migrating_slot_is_followed_by_ask(
     got = await fragile_store.read([ReadRequest(VIEW, [moved, fresh])])
     assert [value_of(v) for v in got[0]] == [(1, 10), (2, 20)]
     assert fragile_cluster.cli(target, "cluster", "countkeysinslot", str(slot)) == "2"
+
+
+async def test_a_near_cache_stays_exact_across_a_slot_migration(
+    fragile_cluster: RedisCluster, fragile_store: RedisClusterOnlineStore
+) -> None:
+    """A key cached from its old node, migrated, then written on its new node: the old
+    node's invalidation (MIGRATE deletes the key there) is what keeps the cache exact."""
+    cached = CachedOnlineStore(open_online_store(fragile_cluster.url), NearCache(CacheLimits()))
+    (key,) = keys_in_slot(key_slot(storage_key(VIEW, encode_key([11]))), 1)
+    slot = key_slot(storage_key(VIEW, key))
+    await fragile_store.write(VIEW, [(key, row(1, 10))])
+    for _ in range(2):
+        assert value_of((await cached.read([ReadRequest(VIEW, [key])]))[0][0]) == (1, 10)
+    assert cached.cache.counts.hits == 1
+    owner = next(
+        p
+        for p in fragile_cluster.primaries()
+        if fragile_cluster.cli(p, "cluster", "countkeysinslot", str(slot)) == "1"
+    )
+    target = next(p for p in fragile_cluster.primaries() if p != owner)
+    source_id, target_id = fragile_cluster.node_id(owner), fragile_cluster.node_id(target)
+    fragile_cluster.cli(target, "cluster", "setslot", str(slot), "importing", source_id)
+    fragile_cluster.cli(owner, "cluster", "setslot", str(slot), "migrating", target_id)
+    node = RespConnection(f"redis://127.0.0.1:{owner}/0", 5, 2)
+    await node.execute(
+        b"MIGRATE", b"127.0.0.1", target, b"", 0, 5000, b"KEYS", storage_key(VIEW, key)
+    )
+    await node.close()
+    for port in fragile_cluster.primaries():
+        fragile_cluster.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+    assert (await fragile_store.write(VIEW, [(key, row(2, 20))])).written == 1  # on the target
+    await cached.ping()  # one round trip to every primary, the old owner too
+    assert value_of((await cached.read([ReadRequest(VIEW, [key])]))[0][0]) == (2, 20)
+    assert fragile_cluster.cli(target, "cluster", "countkeysinslot", str(slot)) == "1"
+    await cached.close()
 
 
 class Load:

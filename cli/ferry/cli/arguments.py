@@ -457,7 +457,7 @@ def _serve(commands: _Commands) -> None:
         type=float,
         default=None,
         help="near cache: serve a cached row at most this long after it was read; required "
-        "for stores without invalidations (SQLite, DynamoDB, Redis Cluster), where it is how "
+        "for stores without invalidations (SQLite, DynamoDB), where it is how "
         "far a served value may lag a write made elsewhere",
     )
     parser.add_argument(

@@ -1,11 +1,11 @@
 """An online store with a near cache (``ferry.stores.near_cache``) in front of its reads.
 
 Reads ask the cache first and the store for the rest, in one store call as before. A store
-that can keep the cache exact offers ``track_into(cache)`` (Redis: invalidations on the
-read connection); any other store may only be cached with a time bound (``ttl_ms``), since
-nothing would tell this process of another's writes. Writes and deletes through this store
-invalidate their keys here as soon as the store answers, so a process reads its own writes
-at once whatever the store.
+that can keep the cache exact offers ``track_into(cache)`` (Redis and Redis Cluster:
+invalidations on the read connections); any other store may only be cached with a time
+bound (``ttl_ms``), since nothing would tell this process of another's writes. Writes and
+deletes through this store invalidate their keys here as soon as the store answers, so a
+process reads its own writes at once whatever the store.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from ferry.core.errors import StoreError, StoreUnavailableError
 from ferry.stores.resp import (
+    InvalidationSink,
     RedirectError,
     RespConnection,
     StoreAuthenticationError,
@@ -122,6 +123,7 @@ class ClusterRouter:
         self._slots: list[Address | None] = [None] * SLOTS
         self._known: list[Address] = list(url.seeds)
         self._connections: dict[tuple[Address, str], RespConnection] = {}
+        self._sinks: dict[str, InvalidationSink] = {}  # lane -> its tracking's sink
         self._stale = True
         self._loaded = False  # a map was read once: later refreshes run behind the calls
         self._refreshed_at = -_REFRESH_INTERVAL_S
@@ -220,10 +222,22 @@ class ClusterRouter:
             position += 1
         return out
 
+    def track(self, lane: str, sink: InvalidationSink) -> None:
+        """Client-side caching on every connection of ``lane``, to every node, now and
+        later (``RespConnection.track``): each node invalidates the keys read from it, a
+        key migrated away is invalidated by its old node (MIGRATE deletes it there), and
+        any of the lane's connections dropping flushes ``sink``."""
+        self._sinks[lane] = sink
+        for (_, connection_lane), connection in self._connections.items():
+            if connection_lane == lane:
+                connection.track(sink)
+
     def _connection(self, node: Address, lane: str) -> RespConnection:
         connection = self._connections.get((node, lane))
         if connection is None:
             connection = RespConnection(self._url.node_url(node), *self._timeouts)
+            if lane in self._sinks:
+                connection.track(self._sinks[lane])
             self._connections[(node, lane)] = connection
         return connection
 

@@ -12,7 +12,7 @@ stops being served when:
   have expired the key, and only the store knows, so the key is read again. The server still
   decides PRESENT or OUTSIDE_MAX_AGE at request time from the row it is given;
 * ``ttl_ms`` has passed since it was read, when the cache has a time bound (stores without
-  invalidations: SQLite, DynamoDB, Redis Cluster; there a value may be up to ``ttl_ms`` old);
+  invalidations: SQLite, DynamoDB; there a value may be up to ``ttl_ms`` old);
 * it is the least recently used and the cache is over ``max_entries`` or ``max_bytes``.
 
 The read/invalidate race: a read sent before a write may be answered with the old row after

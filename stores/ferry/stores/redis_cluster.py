@@ -31,6 +31,7 @@ from ferry.stores.redis_commands import (
     raise_watermark,
     watermarks_key,
 )
+from ferry.stores.resp import InvalidationSink
 
 _READS, _WRITES = "reads", "writes"
 
@@ -48,6 +49,11 @@ class RedisClusterOnlineStore:
         self._router = ClusterRouter(
             ClusterUrl.parse(config.url), config.socket_timeout_s, config.connect_timeout_s
         )
+
+    def track_into(self, sink: InvalidationSink) -> None:
+        """Keep a near cache exact: every primary tells ``sink`` of changes to the keys
+        read from it (``ClusterRouter.track``)."""
+        self._router.track(_READS, sink)
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
         keys = storage_keys(requests)
