@@ -6,6 +6,7 @@ those of a server without a cache on the same store, within one invalidation's d
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ferry.client import AsyncFerryClient
 from ferry.core import FeatureRepo, encode_key
@@ -65,8 +68,9 @@ async def cached_and_plain(
 
 
 async def test_on_redis_every_writer_is_seen_at_once(
-    redis_url: str, served_repo: FeatureRepo, served_data: Path
+    redis_url: str, served_repo: FeatureRepo, served_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "ferry.server")
     await load_store(served_repo, redis_url, END - DAY)  # the rows of a day before
     raw = RespConnection(redis_url, 5, 2)
     try:
@@ -74,6 +78,7 @@ async def test_on_redis_every_writer_is_seen_at_once(
             old = await answer(plain)
             assert await answer(cached) == old
             assert await answer(cached) == old  # now from memory
+            assert "near cache: up to 100000 rows and 64 MiB, kept exact" in caplog.text
             hits = value(
                 await asyncio.to_thread(scrape, server.metrics_port),
                 "ferry_near_cache_lookups_total",
@@ -111,8 +116,9 @@ async def test_on_redis_every_writer_is_seen_at_once(
 
 
 async def test_elsewhere_a_cache_is_bounded_in_time(
-    sqlite_url: str, served_repo: FeatureRepo
+    sqlite_url: str, served_repo: FeatureRepo, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "ferry.server")
     await load_store(served_repo, sqlite_url, END - DAY)
     async with cached_and_plain(sqlite_url, CacheLimits(ttl_ms=300)) as (_, cached, plain):
         old = await answer(plain)
@@ -120,6 +126,7 @@ async def test_elsewhere_a_cache_is_bounded_in_time(
         await load_store(served_repo, sqlite_url, END)  # another store object: no invalidation
         assert await answer(plain) != old
         took = await converge(cached, plain, 0.3 + 1.0)
+        assert "each row served at most 300 ms after it was read" in caplog.text
         pushed = {"user_id": 1, "event_timestamp": datetime.now(UTC), "txn_count_7d": 7}
         await cached.push("user_stats", [pushed], missing_features_are_null=True)
         assert (await answer(cached))["user_stats:txn_count_7d"][0] == 7  # its own write

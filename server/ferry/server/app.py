@@ -195,7 +195,17 @@ class FerryServer:
                 store = TracedStore(store, self.tracing)
             if features.cache is not None:  # outside: a hit is no store call
                 cache = NearCache(features.cache)
-                store = CachedOnlineStore(store, cache)
+                cached = CachedOnlineStore(store, cache)
+                limits = features.cache
+                log.info(
+                    "near cache: up to %d rows and %.0f MiB, %s",
+                    limits.max_entries,
+                    limits.max_bytes / (1 << 20),
+                    "kept exact by the store's invalidations"
+                    if cached.exact
+                    else f"each row served at most {limits.ttl_ms:g} ms after it was read",
+                )
+                store = cached
                 if self.metrics is not None:
                     self.metrics.watch_cache(cache)
             service = ServingService(

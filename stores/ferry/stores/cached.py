@@ -39,7 +39,7 @@ class CachedOnlineStore:
         self.backend = backend_name(store)
         self.natural_batching_reads = store.natural_batching_reads
         track_into = getattr(store, "track_into", None)
-        self.exact = track_into is not None
+        self.exact = track_into is not None  # else bounded by ttl_ms only
         if track_into is not None:
             track_into(cache)
         elif cache.limits.ttl_ms is None:
