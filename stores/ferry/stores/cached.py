@@ -23,7 +23,6 @@ from ferry.stores.base import (
     WriteResult,
     backend_name,
     storage_key,
-    storage_keys,
 )
 from ferry.stores.near_cache import NearCache
 
@@ -53,18 +52,21 @@ class CachedOnlineStore:
         now_us = time.time_ns() // 1000
         answers: list[list[Any]] = []
         missing: list[ReadRequest] = []
+        missing_keys: list[bytes] = []  # their storage keys, as the cache knows them
         holes: list[tuple[list[Any], list[int]]] = []  # where the store's rows go
         for request in requests:
             prefix = request.table.key_prefix
-            values, positions = cache.get_many([prefix + key for key in request.keys], now_us)
+            full = [prefix + key for key in request.keys]
+            values, positions = cache.get_many(full, now_us)
             answers.append(values)
             if positions:
                 keys = request.keys
                 missing.append(ReadRequest(request.table, [keys[i] for i in positions]))
+                missing_keys.extend([full[i] for i in positions])
                 holes.append((values, positions))
         if not missing:
             return answers
-        ticket = cache.begin(storage_keys(missing))
+        ticket = cache.begin(missing_keys)
         try:
             found = await self.store.read(missing)
         except BaseException:
