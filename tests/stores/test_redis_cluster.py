@@ -171,32 +171,45 @@ def keys_in_slot(slot: int, count: int) -> list[bytes]:
     raise AssertionError(f"no {count} keys in slot {slot}")
 
 
+async def start_migration(cluster: RedisCluster, key: bytes) -> tuple[int, int, int]:
+    """Begin moving the slot of ``key`` (stored, alone in its slot) from its primary to
+    another, and MIGRATE the key there; (slot, old owner's port, new owner's port)."""
+    slot = key_slot(storage_key(VIEW, key))
+    owner = next(
+        p
+        for p in cluster.primaries()
+        if cluster.cli(p, "cluster", "countkeysinslot", str(slot)) == "1"
+    )
+    target = next(p for p in cluster.primaries() if p != owner)
+    source_id, target_id = cluster.node_id(owner), cluster.node_id(target)
+    cluster.cli(target, "cluster", "setslot", str(slot), "importing", source_id)
+    cluster.cli(owner, "cluster", "setslot", str(slot), "migrating", target_id)
+    node = RespConnection(f"redis://127.0.0.1:{owner}/0", 5, 2)
+    await node.execute(
+        b"MIGRATE", b"127.0.0.1", target, b"", 0, 5000, b"KEYS", storage_key(VIEW, key)
+    )
+    await node.close()
+    return slot, owner, target
+
+
+def finish_migration(cluster: RedisCluster, slot: int, target: int) -> None:
+    """Give ``slot`` to the primary on port ``target``, on every primary."""
+    target_id = cluster.node_id(target)
+    for port in cluster.primaries():
+        cluster.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+
+
 async def test_a_migrating_slot_is_followed_by_ask(
     fragile_cluster: RedisCluster, fragile_store: RedisClusterOnlineStore
 ) -> None:
     moved, fresh = keys_in_slot(key_slot(storage_key(VIEW, encode_key([7]))), 2)
-    slot = key_slot(storage_key(VIEW, moved))
     await fragile_store.write(VIEW, [(moved, row(1, 10))])
-    owner = next(
-        p
-        for p in fragile_cluster.primaries()
-        if fragile_cluster.cli(p, "cluster", "countkeysinslot", str(slot)) == "1"
-    )
-    target = next(p for p in fragile_cluster.primaries() if p != owner)
-    source_id, target_id = fragile_cluster.node_id(owner), fragile_cluster.node_id(target)
-    fragile_cluster.cli(target, "cluster", "setslot", str(slot), "importing", source_id)
-    fragile_cluster.cli(owner, "cluster", "setslot", str(slot), "migrating", target_id)
-    node = RespConnection(f"redis://127.0.0.1:{owner}/0", 5, 2)
-    await node.execute(
-        b"MIGRATE", b"127.0.0.1", target, b"", 0, 5000, b"KEYS", storage_key(VIEW, moved)
-    )
-    await node.close()
+    slot, owner, target = await start_migration(fragile_cluster, moved)
     # The moved key and a key not stored yet both live on the target now: ASK, once each.
     assert value_of((await fragile_store.read([ReadRequest(VIEW, [moved])]))[0][0]) == (1, 10)
     assert (await fragile_store.write(VIEW, [(fresh, row(2, 20))])).written == 1
     assert fragile_cluster.cli(owner, "cluster", "countkeysinslot", str(slot)) == "0"
-    for port in fragile_cluster.primaries():
-        fragile_cluster.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+    finish_migration(fragile_cluster, slot, target)
     # The slot is the target's now: the store's next call hears MOVED and follows it.
     got = await fragile_store.read([ReadRequest(VIEW, [moved, fresh])])
     assert [value_of(v) for v in got[0]] == [(1, 10), (2, 20)]
@@ -210,27 +223,12 @@ async def test_a_near_cache_stays_exact_across_a_slot_migration(
     node's invalidation (MIGRATE deletes the key there) is what keeps the cache exact."""
     cached = CachedOnlineStore(open_online_store(fragile_cluster.url), NearCache(CacheLimits()))
     (key,) = keys_in_slot(key_slot(storage_key(VIEW, encode_key([11]))), 1)
-    slot = key_slot(storage_key(VIEW, key))
     await fragile_store.write(VIEW, [(key, row(1, 10))])
     for _ in range(2):
         assert value_of((await cached.read([ReadRequest(VIEW, [key])]))[0][0]) == (1, 10)
     assert cached.cache.counts.hits == 1
-    owner = next(
-        p
-        for p in fragile_cluster.primaries()
-        if fragile_cluster.cli(p, "cluster", "countkeysinslot", str(slot)) == "1"
-    )
-    target = next(p for p in fragile_cluster.primaries() if p != owner)
-    source_id, target_id = fragile_cluster.node_id(owner), fragile_cluster.node_id(target)
-    fragile_cluster.cli(target, "cluster", "setslot", str(slot), "importing", source_id)
-    fragile_cluster.cli(owner, "cluster", "setslot", str(slot), "migrating", target_id)
-    node = RespConnection(f"redis://127.0.0.1:{owner}/0", 5, 2)
-    await node.execute(
-        b"MIGRATE", b"127.0.0.1", target, b"", 0, 5000, b"KEYS", storage_key(VIEW, key)
-    )
-    await node.close()
-    for port in fragile_cluster.primaries():
-        fragile_cluster.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+    slot, _, target = await start_migration(fragile_cluster, key)
+    finish_migration(fragile_cluster, slot, target)
     assert (await fragile_store.write(VIEW, [(key, row(2, 20))])).written == 1  # on the target
     await cached.ping()  # one round trip to every primary, the old owner too
     assert value_of((await cached.read([ReadRequest(VIEW, [key])]))[0][0]) == (2, 20)
