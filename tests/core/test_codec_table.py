@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.core import Feature, InvalidValueError, RowCodec, ValueType
-from ferry.core.codec import NO_CREATED_TIMESTAMP
+from ferry.core.codec import NO_CREATED_TIMESTAMP, VERSION
 from ferry.core.codec_table import encode_rows
 from tests.core.test_codec import VALUES
 
@@ -66,6 +66,7 @@ def test_the_same_bytes_as_row_by_row(
         table,
         [f.name for f in COVERED],
         [f.type for f in COVERED],
+        VERSION,
         codec._static,
         "event_timestamp",
         "created_timestamp",
@@ -116,7 +117,7 @@ def test_what_it_does_not_cover_goes_row_by_row_and_is_named(
 ) -> None:
     codec = RowCodec([Feature("x", kind)])
     table = pa.table({"ts": pa.array([1, 2], pa.int64()), "x": column})
-    assert encode_rows(table, ["x"], [kind], codec._static, "ts", None, 0) is None
+    assert encode_rows(table, ["x"], [kind], VERSION, codec._static, "ts", None, 0) is None
     with pytest.raises(InvalidValueError, match=message):
         codec.encode_table(table, "ts", None)
 
@@ -124,7 +125,10 @@ def test_what_it_does_not_cover_goes_row_by_row_and_is_named(
 def test_string_lists_go_row_by_row() -> None:
     codec = RowCodec([Feature("x", ValueType.STRING_LIST)])
     table = pa.table({"ts": pa.array([1, 2], pa.int64()), "x": [["a", "b"], None]})
-    assert encode_rows(table, ["x"], [ValueType.STRING_LIST], codec._static, "ts", None, 0) is None
+    assert (
+        encode_rows(table, ["x"], [ValueType.STRING_LIST], VERSION, codec._static, "ts", None, 0)
+        is None
+    )
     assert codec.encode_table(table, "ts", None) == one_by_one(
         codec, [(1, None, [["a", "b"]]), (2, None, [None])]
     )

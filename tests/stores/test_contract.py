@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ferry.core import Feature, RowCodec, ValueType, encode_key
-from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.core.errors import StoreError, StoreUnavailableError, UnknownSchemaError
 from ferry.core.timestamps import now_micros
 from ferry.stores import (
     OnlineStore,
@@ -22,11 +22,14 @@ from ferry.stores import (
     open_online_store,
 )
 from ferry.stores.cached import CachedOnlineStore
+from ferry.stores.legacy_keys import LegacyKeysStore
 from ferry.stores.near_cache import CacheLimits, NearCache
+from ferry.stores.schemas import learn_schemas, record_schema, unknown_schemas
 from tests.services import free_port
 
 # rediss: TLS and an ACL user; cluster: 3 primaries, 3 replicas; rediss_cluster: TLS, ACL user;
 # cached_*: behind a near cache (Redis, Cluster: kept exact by invalidations; SQLite: by time)
+# legacy_*: read under both key layouts (ferry.stores.legacy_keys)
 BACKENDS = [
     "sqlite",
     "redis",
@@ -38,6 +41,8 @@ BACKENDS = [
     "cached_rediss",
     "cached_cluster",
     "cached_sqlite",
+    "legacy_redis",
+    "legacy_sqlite",
 ]
 FEATURES = [Feature(f"f_{t.name.lower()}", t) for t in ValueType]
 CODEC = RowCodec(FEATURES)
@@ -61,13 +66,15 @@ VIEW = ViewTable("proj", "view")
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OnlineStore]:
-    backend = request.param.removeprefix("cached_")
+    backend = request.param.removeprefix("cached_").removeprefix("legacy_")
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'online.db'}"
     else:
         url = request.getfixturevalue(f"{backend}_url")
     opened = open_online_store(url)
-    if backend != request.param:
+    if request.param.startswith("legacy_"):
+        opened = LegacyKeysStore(opened)
+    elif backend != request.param:
         ttl_ms = None if backend in ("redis", "rediss", "cluster") else 60_000.0
         opened = CachedOnlineStore(opened, NearCache(CacheLimits(ttl_ms=ttl_ms)))
     yield opened
@@ -268,3 +275,25 @@ async def test_delete_removes_rows_whatever_their_time(store: OnlineStore) -> No
     assert await read_one(store, other_view, keys[0]) is not None  # another view's row
     assert await store.write(VIEW, [(keys[0], row(6))]) == WriteResult(1, 0)  # repaired
     assert await store.delete(VIEW, []) == 0
+
+
+async def test_a_reader_of_another_schema_learns_it_from_the_store(store: OnlineStore) -> None:
+    old = RowCodec([Feature("a", ValueType.INT64), Feature("gone", ValueType.STRING)])
+    new = RowCodec([Feature("added", ValueType.DOUBLE), Feature("a", ValueType.INT64)])
+    await record_schema(store, VIEW, old)
+    await record_schema(store, VIEW, old)  # again: a no-op, not an error
+    key = encode_key([1])
+    await store.write(VIEW, [(key, old.encode(5, None, [7, "x"]))])
+    (rows,) = await store.read([ReadRequest(VIEW, [key])])
+    assert unknown_schemas(new, rows) == {old.fingerprint}
+    await learn_schemas(store, VIEW, new, unknown_schemas(new, rows))
+    assert new.decode(rows[0]).values == (None, 7)
+    assert unknown_schemas(new, rows) == set()
+    # A schema nobody recorded: named, with its view, not decoded as something else.
+    stray = RowCodec([Feature("stray", ValueType.BOOL)])
+    with pytest.raises(UnknownSchemaError, match=r"'view'.*no record") as missing:
+        await learn_schemas(store, VIEW, new, [stray.fingerprint])
+    assert missing.value.fingerprint == stray.fingerprint
+    # The schema rows live apart from the view's rows: a read of the view never sees them.
+    (mine,) = await store.read([ReadRequest(VIEW, [old.fingerprint.to_bytes(4, "big")])])
+    assert mine == [None]

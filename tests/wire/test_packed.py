@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from ferry.api.types.v1 import types_pb2
 from ferry.core import Feature, RowCodec, ValueType
+from ferry.core.errors import UnknownSchemaError
 from ferry.core.repo_file import parse_repo
 from ferry.server.serving import Catalog, read_features, reads
-from ferry.stores.base import ReadRequest
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult
+from ferry.stores.schemas import record_schema
 from ferry.wire.columns import column_type, column_values
 from ferry.wire.packed import varint, varints
 from tests.core.test_codec import VALUES
@@ -48,11 +50,26 @@ ZERO.update({ValueType.STRING: "", ValueType.BYTES: b"", ValueType.DOUBLE: 0.0})
 
 
 class Fixed:
+    """A store that answers the view's read with ``rows``, and holds the schemas recorded
+    (the old schema's, as the writer of its rows would have), for a reader to learn."""
+
+    schemas: ClassVar[dict[bytes, bytes]] = {}
+
     def __init__(self, rows: list[bytes | None]) -> None:
         self.rows = rows
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
+        (request,) = requests
+        if request.table.view.endswith("#schemas"):
+            return [[self.schemas.get(key) for key in request.keys]]
         return [self.rows]
+
+    async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
+        self.schemas.update(rows)
+        return WriteResult(len(rows), 0)
+
+
+asyncio.run(record_schema(Fixed([]), CATALOG.tables["v"], OLD))  # type: ignore[arg-type]
 
 
 @st.composite
@@ -159,7 +176,11 @@ def test_decode_block_reads_a_row_written_by_a_newer_schema() -> None:
     newer = RowCodec([*VIEW.features, Feature("added_later", ValueType.INT64)])
     values = [ZERO[f.type] for f in VIEW.features]
     row = newer.encode(5, None, [*values, 7])
-    block = CATALOG.codecs["v"].decode_block([row, None])
+    reader = RowCodec(VIEW.features)
+    with pytest.raises(UnknownSchemaError):
+        reader.decode_block([row, None])
+    reader.learn(newer.descriptors)
+    block = reader.decode_block([row, None])
     assert block.present.tolist() == [True, False]
     assert block.event_timestamps.tolist() == [5, 0]
     assert not block.nulls[0].any()

@@ -300,6 +300,13 @@ def _lookup(commands: _Commands) -> None:
     )
     _repo_arguments(parser)
     _view_entity_arguments(parser)
+    parser.add_argument(
+        "--read-legacy-keys",
+        action="store_true",
+        help="also read rows stored under the key layout before December 2026 (project:view: "
+        "prefixes), serving the newer of an entity's two rows, while a store migrates "
+        "(docs/storage-format.md); each read asks for twice the keys",
+    )
     parser.set_defaults(run="ferry.cli.lookup:run")
 
 
@@ -308,7 +315,8 @@ def _delete_rows(commands: _Commands) -> None:
         "delete-rows",
         help="remove stored rows of some entities of one view (repair a row from the future)",
         description="Shows the stored rows of the entities (one JSON line each); with --yes "
-        "deletes them. Re-run the materialization (or push) afterwards to store the right rows.",
+        "deletes them, under both key layouts (before and since December 2026). Re-run the "
+        "materialization (or push) afterwards to store the right rows.",
     )
     _repo_arguments(parser)
     _view_entity_arguments(parser)
@@ -466,6 +474,13 @@ def _serve(commands: _Commands) -> None:
         default=MAX_PUSH_FUTURE_S,
         help="how far past this server's clock a pushed timestamp may be (default "
         f"{MAX_PUSH_FUTURE_S:g}); later rows are refused",
+    )
+    parser.add_argument(
+        "--read-legacy-keys",
+        action="store_true",
+        help="also read rows stored under the key layout before December 2026 (project:view: "
+        "prefixes), serving the newer of an entity's two rows, while a store migrates "
+        "(docs/storage-format.md); each read asks for twice the keys",
     )
     parser.add_argument(
         "--grace-s",

@@ -49,11 +49,13 @@ class FeaturesConfig:
         repo_file: The feature repo YAML; re-read on SIGHUP.
         online_store: Online store URL.
         cache: Bounds of a near cache in front of the store's reads; None for none.
+        read_legacy_keys: Also read rows under the key layout before December 2026.
     """
 
     repo_file: str
     online_store: str
     cache: CacheLimits | None = None
+    read_legacy_keys: bool = False
 
 
 def open_store(url: str) -> OnlineStore:
@@ -72,6 +74,7 @@ def open_features(config: FeaturesConfig) -> ServedFeatures:
         load_repo=functools.partial(load_repo, config.repo_file),
         description=f"{config.repo_file} (store {redact_url(config.online_store)})",
         cache=config.cache,
+        read_legacy_keys=config.read_legacy_keys,
     )
 
 

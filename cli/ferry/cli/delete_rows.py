@@ -20,6 +20,7 @@ from ferry.core.codec import event_timestamp_of
 from ferry.core.keys import encode_key
 from ferry.core.timestamps import describe_micros
 from ferry.stores.base import ReadRequest, ViewTable
+from ferry.stores.legacy_keys import LegacyKeysStore
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     keys = entity_keys(view, args.entity)
     encoded = [encode_key(k) for k in keys]
     table = ViewTable(repo.project, view.name, view.ttl_micros)
-    store = open_store(online_store_url(args, repo))
+    # Both key layouts: a row left under the old one would be served again by a server
+    # reading it (--read-legacy-keys) once the new one is gone.
+    store = LegacyKeysStore(open_store(online_store_url(args, repo)))
 
     async def work() -> tuple[list[bytes | None], int]:
         try:

@@ -22,6 +22,8 @@ from ferry.core.repo import FeatureView
 from ferry.core.timestamps import format_micros
 from ferry.core.types import ValueType
 from ferry.stores.base import ReadRequest, ViewTable
+from ferry.stores.legacy_keys import LegacyKeysStore
+from ferry.stores.schemas import learn_schemas, unknown_schemas
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,15 +31,20 @@ def run(args: argparse.Namespace) -> int:
     view = repo.view(args.view)
     keys = entity_keys(view, args.entity)
     store = open_store(online_store_url(args, repo))
+    if args.read_legacy_keys:
+        store = LegacyKeysStore(store)
+
+    codec = RowCodec(view.features)
 
     async def read() -> list[bytes | None]:
         try:
             table = ViewTable(repo.project, view.name, view.ttl_micros)
-            return (await store.read([ReadRequest(table, [encode_key(k) for k in keys])]))[0]
+            rows = (await store.read([ReadRequest(table, [encode_key(k) for k in keys])]))[0]
+            await learn_schemas(store, table, codec, unknown_schemas(codec, rows))
+            return rows
         finally:
             await store.close()
 
-    codec = RowCodec(view.features)
     for key, row in zip(keys, asyncio.run(read()), strict=True):
         line: dict[str, Any] = dict(zip(view.join_key_names, key, strict=True))
         if row is None:

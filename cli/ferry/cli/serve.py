@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     features = None
     if not args.registry_only:
         features = FeaturesConfig(
-            args.repo_file, online_store_url(args, load(args)), cache_limits(args)
+            args.repo_file,
+            online_store_url(args, load(args)),
+            cache_limits(args),
+            args.read_legacy_keys,
         )
     config = ServerConfig(
         host=args.host,

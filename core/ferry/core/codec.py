@@ -1,26 +1,36 @@
 """The online row codec: one view's features of one entity, plus its timestamps, as bytes.
 
-Layout (version 1)::
+Layout (version 2, what Ferry writes)::
 
     offset  size  field
-    0       1     version = 1
+    0       1     version = 2
     1       8     event_timestamp,   µs since epoch, big-endian, sign bit flipped
     9       8     created_timestamp, same encoding; INT64_MIN when the source has none
-    17      4     schema fingerprint (CRC-32 of the field descriptors below), big-endian
-    21      2     field count n, big-endian
-    23      5n    field descriptors: CRC-32 of the feature name (4, big-endian), type code (1)
-    ..      ⌈n/8⌉ null bitmap: bit i set means field i is null
+    17      4     schema fingerprint (CRC-32 of the view's field descriptors), big-endian
+    21      ⌈n/8⌉ null bitmap: bit i set means field i is null
     ..      ..    fixed-width values in field order, little-endian, zero when null
-    ..      ..    variable-width values in field order: u32 little-endian length, then bytes
+    ..      ..    variable-width values in field order: a varint length (LEB128), then bytes
+
+A view's field descriptors (5 bytes per field: CRC-32 of the feature name, big-endian, and
+a type code) are not in the row: the fingerprint names them, and a reader knows its own
+view's. Rows of another schema of the view (written before it gained, lost or retyped a
+feature) are decoded from descriptors the writers record in the store
+(``ferry.stores.schemas``): a reader learns each such schema once, on the first row that
+names it (``UnknownSchemaError`` tells it which to look up).
+
+Version 1 (written by Ferry before December 2026, still read) is the same up to byte 21,
+then a 2-byte big-endian field count and the descriptors themselves, and u32
+little-endian lengths in place of the varints: self-describing, 2 + 5n + 3 bytes per
+variable-width field larger.
 
 Why this shape:
   * bytes 1..16 compare as unsigned big-endian integers in the same order as
     (event_timestamp, created_timestamp), so a store can decide "is the new row newer" from
-    the two headers alone (Redis does it in Lua, SQLite with a BLOB comparison);
-  * every row describes its own fields, so a reader whose view gained, lost or retyped a
-    feature still reads rows written before: a feature the row lacks reads as null, a field
-    the view no longer has is skipped. Readers cache one decoder per descriptor list, so the
-    common case costs one dict lookup;
+    the two headers alone (Redis does it in Lua, SQLite with a BLOB comparison), and they
+    are at the same offsets in both versions;
+  * a feature the row lacks reads as null, a field the view no longer has is skipped, so
+    a reader whose view changed still reads rows written before; readers keep one decoder
+    per schema, so the common case costs one dict lookup;
   * the fingerprint lets a writer replace a row of equal timestamps written under another
     schema (a re-materialization after adding a feature), and nothing else.
 """
@@ -37,17 +47,19 @@ import numpy as np
 import pyarrow as pa
 
 from ferry.core.codec_table import encode_rows
-from ferry.core.errors import InvalidValueError
+from ferry.core.errors import InvalidValueError, UnknownSchemaError
 from ferry.core.repo import Feature
 from ferry.core.types import ValueType
 
-VERSION = 1
+VERSION = 2
+LEGACY_VERSION = 1
 NO_CREATED_TIMESTAMP = -(1 << 63)
 """Stored as the created timestamp of rows whose source has no created-timestamp field."""
 
 _SIGN = 1 << 63
 _MASK = (1 << 64) - 1
-_HEAD = struct.Struct(">BQQIH")
+_HEAD = struct.Struct(">BQQI")
+_LEGACY_HEAD = struct.Struct(">BQQIH")
 _DESCRIPTOR = struct.Struct(">IB")
 _U32 = struct.Struct("<I")
 _TIMESTAMPS = slice(1, 17)
@@ -163,30 +175,46 @@ class RowCodec:
         tags = [field_tag(f) for f in self.features]
         if len(set(tags)) != len(tags):
             raise InvalidValueError("two feature names of one view share a CRC-32 tag; rename one")
-        descriptors = b"".join(
+        self.descriptors = b"".join(
             _DESCRIPTOR.pack(tag, _TYPE_CODES[f.type])
             for tag, f in zip(tags, self.features, strict=True)
         )
-        self.fingerprint = zlib.crc32(descriptors)
-        self._static = struct.pack(">IH", self.fingerprint, len(self.features)) + descriptors
+        """The schema's field descriptors: what ``learn`` takes, and what writers record."""
+        self.fingerprint = zlib.crc32(self.descriptors)
+        self._static = self.fingerprint.to_bytes(4, "big")
         self._layout = _Layout([(t, f.type) for t, f in zip(tags, self.features, strict=True)])
-        self._positions = {tag: i for i, tag in enumerate(tags)}
-        self._decoders: dict[bytes, Callable[[bytes, int], tuple[Any, ...]]] = {
-            descriptors: self._layout.decode
+        self._wanted = {
+            (tag, f.type): i for i, (tag, f) in enumerate(zip(tags, self.features, strict=True))
         }
-        self._head_end = _HEAD.size + len(descriptors)
-        self._fixed_end = self._head_end + self._layout.bitmap_size + self._layout.fixed_struct.size
+        # Version 2 rows by fingerprint; version 1 rows by their descriptors.
+        self._schemas: dict[bytes, Callable[[bytes, int], tuple[Any, ...]]] = {
+            self._static: self._layout.decode
+        }
+        self._legacy: dict[bytes, Callable[[bytes, int], tuple[Any, ...]]] = {}
+        self._fixed_end = _HEAD.size + self._layout.bitmap_size + self._layout.fixed_struct.size
         self._prefix_dtype = np.dtype(
             [
                 ("head", f"V{1}"),
                 ("event", ">u8"),
-                ("rest", f"V{self._head_end - 9}"),
+                ("rest", f"V{_HEAD.size - 9}"),
                 ("bitmap", "u1", (self._layout.bitmap_size,)),
                 *[(f"f{i}", _NUMPY_TYPES[self._layout.types[i]]) for i in self._layout.fixed],
             ]
         )
         # Stands in for a missing row in decode_block: time 0, every value null.
         self._missing = self.encode(0, None, [None] * len(self.features))
+
+    def learn(self, descriptors: bytes) -> int:
+        """Read rows of another schema of this view from now on; returns its fingerprint.
+
+        Raises:
+            InvalidValueError: ``descriptors`` are not a field descriptor list.
+        """
+        fingerprint = zlib.crc32(descriptors)
+        key = fingerprint.to_bytes(4, "big")
+        if key not in self._schemas:
+            self._schemas[key] = self._foreign_decoder(descriptors, legacy=False)
+        return fingerprint
 
     def encode(
         self, event_timestamp: int, created_timestamp: int | None, values: Sequence[Any]
@@ -221,6 +249,7 @@ class RowCodec:
             table,
             self._names,
             self._layout.types,
+            VERSION,
             self._static,
             event_timestamp,
             created_timestamp,
@@ -249,24 +278,39 @@ class RowCodec:
         return out
 
     def decode(self, row: bytes) -> DecodedRow:
-        """Decode a row written under this or any earlier schema of the view.
+        """Decode a row written under this or any other schema of the view it knows.
 
         Raises:
+            UnknownSchemaError: a version 2 row of a schema not learnt (see ``learn``).
             InvalidValueError: the bytes are not a row of a known codec version.
         """
-        if len(row) < _HEAD.size or row[0] != VERSION:
+        version = row[0] if len(row) >= _HEAD.size else None
+        if version == VERSION:
+            _, event, created, _ = _HEAD.unpack_from(row)
+            decoder = self._schemas.get(row[17:21])
+            if decoder is None:
+                fingerprint = fingerprint_of(row)
+                raise UnknownSchemaError(
+                    f"the row was written under schema {fingerprint:08x} of its view, "
+                    "which this reader has not learnt",
+                    fingerprint,
+                )
+            values = decoder(row, _HEAD.size)
+        elif version == LEGACY_VERSION and len(row) >= _LEGACY_HEAD.size:
+            _, event, created, _, count = _LEGACY_HEAD.unpack_from(row)
+            end = _LEGACY_HEAD.size + _DESCRIPTOR.size * count
+            descriptors = row[_LEGACY_HEAD.size : end]
+            decoder = self._legacy.get(descriptors)
+            if decoder is None:
+                decoder = self._legacy[descriptors] = self._foreign_decoder(
+                    descriptors, legacy=True
+                )
+            values = decoder(row, end)
+        else:
             raise InvalidValueError(f"not a Ferry row (version byte {row[:1]!r})")
-        _, event, created, _, count = _HEAD.unpack_from(row)
-        end = _HEAD.size + _DESCRIPTOR.size * count
-        descriptors = row[_HEAD.size : end]
-        decoder = self._decoders.get(descriptors)
-        if decoder is None:
-            decoder = self._decoders[descriptors] = self._foreign_decoder(descriptors)
         created_ts = _unbias(created)
         return DecodedRow(
-            _unbias(event),
-            None if created_ts == NO_CREATED_TIMESTAMP else created_ts,
-            decoder(row, end),
+            _unbias(event), None if created_ts == NO_CREATED_TIMESTAMP else created_ts, values
         )
 
     def decode_block(self, rows: Sequence[bytes | None]) -> RowBlock:
@@ -276,18 +320,19 @@ class RowCodec:
         values at the same offsets, so the rows' leading parts joined are one numpy
         structured array, and each column a view of it: a few numpy calls per view, none
         per value. To keep that one shape, a missing row stands in as an all-null row with
-        time 0, and a row of another schema is re-encoded in this one first (rare: rows
-        written before a view changed).
+        time 0, and a row of another schema or version is re-encoded in this one first
+        (rare: rows written before a view changed).
 
         Raises:
+            UnknownSchemaError: a row of a schema not learnt (see ``learn``).
             InvalidValueError: a row is not a row of a known codec version.
         """
-        layout, static, head_end = self._layout, self._static, self._head_end
+        layout, static = self._layout, self._static
         uniform: list[bytes] = []
         for row in rows:
             if row is None:
                 uniform.append(self._missing)
-            elif row[0] == VERSION and row[17:head_end] == static:
+            elif row[0] == VERSION and row[17:21] == static:
                 uniform.append(row)
             else:
                 old = self.decode(row)
@@ -312,18 +357,23 @@ class RowCodec:
         nulls = bits[:, : len(self.features)].astype(np.bool_)
         return RowBlock(present, events, nulls, fixed, strings, lists)
 
-    def _foreign_decoder(self, descriptors: bytes) -> Callable[[bytes, int], tuple[Any, ...]]:
-        """A decoder for rows written under another schema, mapped onto this one."""
+    def _foreign_decoder(
+        self, descriptors: bytes, legacy: bool
+    ) -> Callable[[bytes, int], tuple[Any, ...]]:
+        """A decoder for rows written under ``descriptors``, mapped onto this schema."""
+        if len(descriptors) % _DESCRIPTOR.size:
+            raise InvalidValueError(f"{len(descriptors)} bytes are not a field descriptor list")
         stored = []
         for offset in range(0, len(descriptors), _DESCRIPTOR.size):
             tag, code = _DESCRIPTOR.unpack_from(descriptors, offset)
             if code not in _CODE_TYPES:
                 raise InvalidValueError(f"stored row has an unknown type code {code}")
             stored.append((tag, _CODE_TYPES[code]))
-        layout = _Layout(stored)
-        wanted = {(field_tag(f), f.type): i for i, f in enumerate(self.features)}
+        layout = _Layout(stored, legacy=legacy)
         # Stored field j feeds current feature picks[j]; a retyped feature reads as null.
-        picks = [wanted.get(field) for field in stored]
+        picks = [self._wanted.get(field) for field in stored]
+        if picks == list(range(len(self.features))):
+            return layout.decode
         width = len(self.features)
 
         def decode(row: bytes, offset: int) -> tuple[Any, ...]:
@@ -357,9 +407,11 @@ def _micros_list(column: pa.ChunkedArray | pa.Array) -> list[Any]:
 
 
 class _Layout:
-    """Packs and unpacks the null bitmap and values of one field list."""
+    """Packs and unpacks the null bitmap and values of one field list (``legacy``: unpacks
+    version 1's, whose variable-width lengths are u32s, not varints)."""
 
-    def __init__(self, fields: Sequence[tuple[int, ValueType]]) -> None:
+    def __init__(self, fields: Sequence[tuple[int, ValueType]], legacy: bool = False) -> None:
+        self.legacy = legacy
         self.types = [t for _, t in fields]
         self.fixed = [i for i, t in enumerate(self.types) if t in _FIXED_FORMATS]
         self.var = [i for i, t in enumerate(self.types) if t not in _FIXED_FORMATS]
@@ -386,7 +438,7 @@ class _Layout:
         for i in self.var:
             value = values[i]
             payload = b"" if value is None else _encode_var(self.types[i], value)
-            parts.append(_U32.pack(len(payload)))
+            parts.append(length_prefix(len(payload)))
             parts.append(payload)
         return b"".join(parts)
 
@@ -395,9 +447,13 @@ class _Layout:
         bitmap = int.from_bytes(row[offset:bitmap_end], "little")
         stored = list(self.fixed_struct.unpack_from(row, bitmap_end))
         offset = bitmap_end + self.fixed_struct.size
+        legacy = self.legacy
         for i, decode in self.var_decoders:
-            (length,) = _U32.unpack_from(row, offset)
-            offset += 4
+            if legacy:
+                (length,) = _U32.unpack_from(row, offset)
+                offset += 4
+            else:
+                length, offset = read_length(row, offset)
             stored.append(None if bitmap >> i & 1 else decode(row[offset : offset + length]))
             offset += length
         # Values were read fixed-width first, then variable-width: put them in field order.
@@ -433,16 +489,56 @@ def _encode_var(kind: ValueType, value: Any) -> bytes:
     return struct.pack(f"<{len(value)}{_LIST_FORMATS[kind]}", *value)
 
 
+_SMALL_LENGTHS = [bytes([n]) for n in range(0x80)]
+
+
+def length_prefix(length: int) -> bytes:
+    """The varint (LEB128) a variable-width value's bytes are prefixed with."""
+    if length < 0x80:
+        return _SMALL_LENGTHS[length]
+    out = bytearray()
+    while length >= 0x80:
+        out.append(length & 0x7F | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
+
+
+def read_length(row: bytes, pos: int) -> tuple[int, int]:
+    """The varint length at ``pos`` of a row, and the position after it.
+
+    Raises:
+        InvalidValueError: the row ends inside the varint, or it is longer than a u32's.
+    """
+    try:
+        byte = row[pos]
+        if byte < 0x80:
+            return byte, pos + 1
+        value, shift = byte & 0x7F, 7
+        while shift < 35:
+            pos += 1
+            byte = row[pos]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, pos + 1
+            shift += 7
+    except IndexError:
+        raise InvalidValueError("a stored row ends inside a length") from None
+    raise InvalidValueError("a stored row holds a length longer than 5 bytes")
+
+
 def _split_var(rows: list[bytes], offset: int, count: int) -> list[list[bytes]]:
     """Each row's variable-width payloads (they follow the fixed part, length-prefixed):
     one list per variable-width field."""
     out: list[list[bytes]] = [[] for _ in range(count)]
-    unpack = _U32.unpack_from
     for row in rows:
         pos = offset
         for payloads in out:
-            (length,) = unpack(row, pos)
-            pos += 4
+            length = row[pos]
+            if length < 0x80:  # a payload under 128 bytes: nearly all of them
+                pos += 1
+            else:
+                length, pos = read_length(row, pos)
             payloads.append(row[pos : pos + length])
             pos += length
     return out

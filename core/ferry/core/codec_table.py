@@ -44,6 +44,7 @@ def encode_rows(
     table: pa.Table,
     names: Sequence[str],
     types: Sequence[ValueType],
+    version: int,
     static: bytes,
     event_timestamp: str,
     created_timestamp: str | None,
@@ -53,7 +54,8 @@ def encode_rows(
 
     Args:
         names, types: The features, in the codec's order.
-        static: The codec's bytes after the timestamps (fingerprint, count, descriptors).
+        version: The row format's version byte.
+        static: The codec's bytes after the timestamps (the fingerprint).
         no_created: What a missing created timestamp is stored as.
     """
     count = table.num_rows
@@ -90,7 +92,7 @@ def encode_rows(
         ]
     )
     head = np.zeros(count, layout)
-    head["version"] = 1
+    head["version"] = version
     head["event"] = events.view(np.uint64) ^ _SIGN
     head["created"] = created.view(np.uint64) ^ _SIGN
     head["static"] = np.frombuffer(static, f"V{len(static)}")[0]
@@ -175,19 +177,21 @@ def _assemble(
     head: np.ndarray[Any, Any],
     payloads: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]],
 ) -> list[bytes]:
-    """Each row: its fixed part, then per variable-width feature a u32 length and the bytes."""
+    """Each row: its fixed part, then per variable-width feature a varint length and the
+    bytes."""
     count, fixed_size = len(head), head.dtype.itemsize
     sizes = np.full(count, fixed_size, np.int64)
-    for _, _, lengths in payloads:
-        sizes += 4 + lengths
+    prefix_sizes = [_varint_sizes(lengths) for _, _, lengths in payloads]
+    for (_, _, lengths), prefix in zip(payloads, prefix_sizes, strict=True):
+        sizes += prefix + lengths
     ends = np.cumsum(sizes)
     starts = ends - sizes
     out = np.empty(int(ends[-1]) if count else 0, np.uint8)
     out[starts[:, None] + np.arange(fixed_size)] = head.view(np.uint8).reshape(count, fixed_size)
     cursor = starts + fixed_size
-    for data, sources, lengths in payloads:
-        out[cursor[:, None] + np.arange(4)] = lengths.astype("<u4").view(np.uint8).reshape(count, 4)
-        cursor += 4
+    for (data, sources, lengths), prefix in zip(payloads, prefix_sizes, strict=True):
+        _write_varints(out, cursor, lengths, prefix)
+        cursor += prefix
         total = int(lengths.sum())
         if total:
             within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -195,3 +199,27 @@ def _assemble(
         cursor += lengths
     buffer = out.tobytes()
     return [buffer[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+
+def _varint_sizes(lengths: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Bytes in the varint of each length (1 below 128, one more per 7 bits)."""
+    sizes = np.ones(len(lengths), np.int64)
+    for bits in (7, 14, 21, 28):
+        sizes += lengths >= (1 << bits)
+    return sizes
+
+
+def _write_varints(
+    out: np.ndarray[Any, Any],
+    at: np.ndarray[Any, Any],
+    lengths: np.ndarray[Any, Any],
+    sizes: np.ndarray[Any, Any],
+) -> None:
+    """Write each length's varint into ``out`` at its row's position: byte k is bits
+    7k..7k+6, with the high bit set on every byte but the last."""
+    values = lengths.astype(np.uint64)
+    for k in range(int(sizes.max()) if len(sizes) else 0):
+        within = sizes > k
+        group = ((values >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        group[sizes > k + 1] |= 0x80
+        out[at[within] + k] = group[within]

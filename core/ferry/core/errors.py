@@ -111,6 +111,17 @@ class InvalidValueError(FerryError):
     reason = "INVALID_VALUE"
 
 
+class UnknownSchemaError(InvalidValueError):
+    """A stored row names a schema fingerprint its reader has not learnt (a row written
+    under another schema of its view: ``ferry.stores.schemas`` looks the schema up)."""
+
+    reason = "UNKNOWN_ROW_SCHEMA"
+
+    def __init__(self, message: str, fingerprint: int, **metadata: str) -> None:
+        super().__init__(message, fingerprint=f"{fingerprint:08x}", **metadata)
+        self.fingerprint = fingerprint
+
+
 class StoreError(FerryError):
     """An online store operation failed."""
 

@@ -36,8 +36,9 @@ from ferry.materializer.newest import NewestRows
 from ferry.materializer.plan import ViewPlan
 from ferry.materializer.progress import Counts, Progress, SilentProgress
 from ferry.materializer.shards import Shard, raise_watermark
-from ferry.stores.base import OnlineStore, ViewTable, WriteResult
+from ferry.stores.base import OnlineStore, ViewTable, WriteResult, check_distinct_prefixes
 from ferry.stores.offline import count_rows, open_checked_source, open_source, row_groups, scan
+from ferry.stores.schemas import record_schema
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ async def materialize(
         SourceError: a source is missing, unreadable or does not match the repo.
         StoreError: the store failed; watermarks of unfinished views are not moved.
     """
+    check_distinct_prefixes(repo.project, repo.views)
     # Every source is opened and checked once, up front, and the datasets reused to scan.
     datasets = open_sources(repo, plans)
     reports = []
@@ -170,6 +172,8 @@ async def _materialize_view(
         lambda counts: progress.update(view.name, counts),
     )
     codec = RowCodec(view.features)
+    # Before any row: a reader of another schema of the view learns this one from the store.
+    await record_schema(store, writer.table, codec)
     pieces = row_groups(dataset, view, window)
     if config.shard is not None:
         pieces = config.shard.take(pieces)

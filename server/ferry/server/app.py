@@ -43,6 +43,7 @@ from ferry.server.tls import ServerTls, TlsFiles, is_loopback
 from ferry.server.tracing import TracedStore, Tracing
 from ferry.stores.base import OnlineStore
 from ferry.stores.cached import CachedOnlineStore
+from ferry.stores.legacy_keys import LegacyKeysStore
 from ferry.stores.near_cache import CacheLimits, NearCache
 
 log = logging.getLogger("ferry.server")
@@ -109,12 +110,15 @@ class ServedFeatures:
         description: What is served, for the log (e.g. the repo file and the store).
         cache: Bounds of a near cache in front of the store's reads (``ferry.stores.cached``);
             None for none.
+        read_legacy_keys: Also read rows under the key layout before December 2026
+            (``ferry.stores.legacy_keys``).
     """
 
     store: OnlineStore
     load_repo: Callable[[], FeatureRepo]
     description: str = ""
     cache: CacheLimits | None = None
+    read_legacy_keys: bool = False
 
 
 @dataclass
@@ -208,6 +212,11 @@ class FerryServer:
                 store = cached
                 if self.metrics is not None:
                     self.metrics.watch_cache(cache)
+            if features.read_legacy_keys:
+                # Outside the cache, so it caches (and Redis invalidates) each layout's
+                # key as itself.
+                store = LegacyKeysStore(store)
+                log.info("reading rows under the key layout before December 2026 too")
             service = ServingService(
                 lambda: self.catalog, store, config.limits, self.registry, self.metrics
             )

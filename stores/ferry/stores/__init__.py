@@ -6,6 +6,7 @@ from ferry.stores.base import (
     ViewTable,
     WriteResult,
     expires_at_ms,
+    hashed_prefix,
     is_newer,
     storage_key,
 )
@@ -14,7 +15,7 @@ from ferry.stores.dynamodb import DynamoConfig, DynamoOnlineStore, StoreTableMis
 from ferry.stores.near_cache import CacheLimits, NearCache
 from ferry.stores.offline import open_source
 from ferry.stores.redis import RedisConfig, RedisOnlineStore
-from ferry.stores.resp import StoreAuthenticationError, TrackingRefusedError
+from ferry.stores.resp import RespConnection, StoreAuthenticationError, TrackingRefusedError
 from ferry.stores.sqlite import SqliteOnlineStore
 from ferry.stores.urls import open_online_store
 
@@ -28,6 +29,7 @@ __all__ = [
     "ReadRequest",
     "RedisConfig",
     "RedisOnlineStore",
+    "RespConnection",
     "SqliteOnlineStore",
     "StoreAuthenticationError",
     "StoreTableMissingError",
@@ -35,6 +37,7 @@ __all__ = [
     "ViewTable",
     "WriteResult",
     "expires_at_ms",
+    "hashed_prefix",
     "is_newer",
     "open_online_store",
     "open_source",

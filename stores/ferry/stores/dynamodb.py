@@ -2,8 +2,9 @@
 
 Table layout (``ferry init-store`` creates it: on-demand billing, TTL on ``exp``):
 
-    k    B  partition key: the storage key (``project:view:`` + entity key), so several
-            projects and views share one table without colliding
+    k    B  partition key: the storage key (a hash of project and view + entity key, see
+            ``ferry.stores.base.hashed_prefix``), so several projects and views share one
+            table without colliding
     v    B  the encoded row
     ts   B  the row's 16 order-preserving timestamp bytes; DynamoDB compares binary
             attributes as unsigned bytes, so ``ts < :ts`` is "older"

@@ -1,8 +1,9 @@
 """What the standalone and the cluster Redis stores write, and how: the key layout, the
 conditional-write Lua script, and the commands built from rows.
 
-Layout: one string key per (project, view, entity), ``project:view:<entity key bytes>``,
-holding the encoded row; one hash ``project!watermarks`` mapping view -> µs.
+Layout: one string key per (project, view, entity), ``<5-byte prefix><entity key bytes>``
+(``ferry.stores.base.hashed_prefix``; ``project:view:`` before December 2026), holding the
+encoded row; one hash ``project!watermarks`` mapping view -> µs.
 
 Writes go through a Lua script that applies ``is_newer`` to each key and SETs with PXAT
 (the view's TTL after max(now, event time)), so a batch is atomic per key, conditional, and

@@ -6,7 +6,7 @@ online keys (``parse_entities``), one store read (``read_features``, through the
 ingest path (``ferry.core.ingest``) to the store's conditional writer.
 """
 
-from ferry.server.serving.batcher import NaturalBatcher, Reader
+from ferry.server.serving.batcher import NaturalBatcher
 from ferry.server.serving.catalog import Catalog, FeaturePlan, ViewSlot
 from ferry.server.serving.entities import parse_entities
 from ferry.server.serving.reads import (
@@ -22,6 +22,7 @@ from ferry.server.serving.serving_service import (
     ServingService,
     add_to_server,
 )
+from ferry.stores.base import Reader
 
 __all__ = [
     "SERVING_SERVICE",

@@ -15,16 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
 
-from ferry.stores.base import ReadRequest, ViewTable
-
-
-class Reader(Protocol):
-    """Anything with the store's ``read``."""
-
-    async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]: ...
-
+from ferry.stores.base import Reader, ReadRequest, ViewTable
 
 _Waiter = tuple[Sequence[ReadRequest], "asyncio.Future[list[list[bytes | None]]]"]
 

@@ -15,7 +15,7 @@ from ferry.core.codec import RowCodec
 from ferry.core.errors import UnknownFeatureError
 from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView
 from ferry.core.types import ValueType
-from ferry.stores.base import ViewTable
+from ferry.stores.base import ViewTable, check_distinct_prefixes
 from ferry.wire import packed
 
 _MAX_CACHED_PLANS = 4096
@@ -69,6 +69,10 @@ class Catalog:
             name: ViewTable(repo.project, name, view.ttl_micros)
             for name, view in repo.views.items()
         }
+        check_distinct_prefixes(repo.project, repo.views)
+        self.schemas_recorded: set[str] = set()
+        """Views whose schema this process has recorded in the store (PushFeatures does it
+        before its first write of a view, see ``ferry.stores.schemas``)."""
         self._plans: dict[tuple[str, ...] | str, FeaturePlan] = {}
 
     def plan_for_refs(self, refs: Sequence[str]) -> FeaturePlan:

@@ -19,13 +19,13 @@ import numpy as np
 
 from ferry.api.types.v1 import types_pb2
 from ferry.core.codec import RowBlock
-from ferry.core.errors import InvalidValueError
+from ferry.core.errors import InvalidValueError, UnknownSchemaError
 from ferry.core.keys import KeyValue, decode_key
 from ferry.server.errors import CorruptStoredRowError
-from ferry.server.serving.batcher import Reader
 from ferry.server.serving.catalog import FeaturePlan, ViewSlot
 from ferry.server.serving.entities import slot_keys
-from ferry.stores.base import ReadRequest
+from ferry.stores.base import Reader, ReadRequest
+from ferry.stores.schemas import learn_schemas, unknown_schemas
 from ferry.wire import packed
 
 log = logging.getLogger("ferry.server")
@@ -63,7 +63,15 @@ async def read_features(
     columns: list[bytes] = [b""] * len(plan.names)
     for slot, request, found in zip(plan.slots, requests, stored, strict=True):
         try:
-            served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
+            try:
+                served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
+            except UnknownSchemaError:
+                # Rows of another schema of the view, met for the first time: learn every
+                # one this answer holds (one store read), then encode again.
+                await learn_schemas(
+                    store, slot.table, slot.codec, unknown_schemas(slot.codec, found)
+                )
+                served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
         except Exception as err:
             raise _corrupt_row(slot, request.keys, found) or err from err
         if recorder is not None and served is not None:

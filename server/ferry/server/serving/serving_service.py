@@ -24,12 +24,13 @@ from ferry.server.errors import (
     status_code_of,
 )
 from ferry.server.registry import ModelRegistry, selector_of, version_message
-from ferry.server.serving.batcher import NaturalBatcher, Reader
+from ferry.server.serving.batcher import NaturalBatcher
 from ferry.server.serving.catalog import Catalog, FeaturePlan
 from ferry.server.serving.entities import parse_entities
 from ferry.server.serving.push import push_rows
 from ferry.server.serving.reads import ServedRecorder, read_features
-from ferry.stores.base import OnlineStore
+from ferry.stores.base import OnlineStore, Reader, WriteResult
+from ferry.stores.schemas import record_schema
 from ferry.wire import responses
 
 _T = TypeVar("_T")
@@ -201,13 +202,22 @@ class ServingService:
             self._limits.max_entity_rows,
             latest_micros=time.time_ns() // 1000 + int(self._limits.max_push_future_s * 1e6),
         )
-        table = catalog.tables[view.name]
-        result = await self._bounded(context, self._store.write(table, batch.rows))
+        result = await self._bounded(context, self._write(catalog, view.name, batch.rows))
         # Rows that lost to a newer row of the same key within the push count as skipped.
         return serving_pb2.PushFeaturesResponse(
             rows_written=result.written,
             rows_skipped_not_newer=result.skipped_not_newer + batch.superseded,
         )
+
+    async def _write(
+        self, catalog: Catalog, view: str, rows: list[tuple[bytes, bytes]]
+    ) -> WriteResult:
+        """Write a push's rows, the view's schema recorded first (once per catalog)."""
+        table = catalog.tables[view]
+        if view not in catalog.schemas_recorded:
+            await record_schema(self._store, table, catalog.codecs[view])
+            catalog.schemas_recorded.add(view)
+        return await self._store.write(table, rows)
 
     async def _features(
         self,
