@@ -14,6 +14,9 @@ fi
 interpreter=$("$PYTHON" -c 'import sys; print(sys.executable)')
 [ -x .venv/bin/python ] || "$PYTHON" -m uv venv --quiet --python "$interpreter" .venv
 "$PYTHON" -m uv pip install --quiet --python .venv/bin/python -e ".$extras"
+# The serving path's per-row loops, compiled (ferry.core._speedups) where a C compiler and
+# Python's headers are; without them Ferry runs the same loops in Python.
+.venv/bin/python scripts/build_speedups.py
 # Bytecode for everything installed and for Ferry's own sources, once, here. Where
 # PYTHONDONTWRITEBYTECODE is set (as on our CI machines) Python never caches it, so every
 # process would compile every module it imports again: 1.41-1.51 s to import the server and

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.api.types.v1 import types_pb2
-from ferry.core import Feature, RowCodec, ValueType
+from ferry.core import Feature, RowCodec, ValueType, speedups
 from ferry.core.errors import UnknownSchemaError
 from ferry.core.repo_file import parse_repo
 from ferry.server.serving import Catalog, read_features, reads
@@ -111,16 +111,28 @@ def oracle(rows: list[bytes | None], now: int) -> dict[str, tuple[list[Any], lis
     return out
 
 
+LOOPS = ("split_var", "gather_rows", "varints", "byte_strings", "str_keys", "int_keys")
+
+
+@pytest.mark.parametrize("loops", ["compiled", "python"])
 @pytest.mark.parametrize("small_block", [0, 1_000], ids=["arrays", "python-values"])
 @given(drawn=stored_rows())
 def test_columns_match_a_row_by_row_oracle(
-    small_block: int, drawn: list[tuple[str, int, list[Any]]]
+    small_block: int, loops: str, drawn: list[tuple[str, int, list[Any]]]
 ) -> None:
-    saved, reads.SMALL_BLOCK = reads.SMALL_BLOCK, small_block
+    # "compiled": ferry.core._speedups where built (the test of the extension that matters);
+    # "python": its pure-Python counterparts, as where it is not built.
+    saved = reads.SMALL_BLOCK, {name: getattr(speedups, name) for name in LOOPS}
+    reads.SMALL_BLOCK = small_block
+    if loops == "python":
+        for name in LOOPS:
+            setattr(speedups, name, getattr(speedups, f"py_{name}"))
     try:
         check_against_oracle(drawn)
     finally:
-        reads.SMALL_BLOCK = saved
+        reads.SMALL_BLOCK = saved[0]
+        for name, function in saved[1].items():
+            setattr(speedups, name, function)
 
 
 def check_against_oracle(drawn: list[tuple[str, int, list[Any]]]) -> None:

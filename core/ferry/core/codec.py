@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from ferry.core import speedups
 from ferry.core.codec_table import encode_rows
 from ferry.core.errors import InvalidValueError, UnknownSchemaError
 from ferry.core.repo import Feature
@@ -327,18 +328,19 @@ class RowCodec:
             UnknownSchemaError: a row of a schema not learnt (see ``learn``).
             InvalidValueError: a row is not a row of a known codec version.
         """
-        layout, static = self._layout, self._static
-        uniform: list[bytes] = []
-        for row in rows:
-            if row is None:
-                uniform.append(self._missing)
-            elif row[0] == VERSION and row[17:21] == static:
-                uniform.append(row)
-            else:
-                old = self.decode(row)
-                uniform.append(self.encode(old.event_timestamp, old.created_timestamp, old.values))
-        fixed_end = self._fixed_end
-        joined = b"".join(uniform if not layout.var else [r[:fixed_end] for r in uniform])
+        layout, fixed_end = self._layout, self._fixed_end
+        uniform, odd, joined, stored = speedups.gather_rows(
+            rows if isinstance(rows, list) else list(rows),
+            VERSION,
+            self._static,
+            self._missing,
+            fixed_end,
+        )
+        for i in odd:
+            old = self.decode(uniform[i])
+            uniform[i] = self.encode(old.event_timestamp, old.created_timestamp, old.values)
+        if joined is None:
+            joined = b"".join([r[:fixed_end] for r in uniform])
         table = np.frombuffer(joined, self._prefix_dtype)
         events = (table["event"] ^ np.uint64(_SIGN)).astype(np.uint64).view(np.int64)
         bits = np.unpackbits(table["bitmap"], axis=1, bitorder="little")
@@ -346,14 +348,14 @@ class RowCodec:
         strings: dict[int, list[bytes]] = {}
         lists: dict[int, ListColumn] = {}
         if layout.var:
-            var = _split_var(uniform, fixed_end, len(layout.var))
+            var = speedups.split_var(uniform, fixed_end, len(layout.var))
             for payloads, j in zip(var, layout.var, strict=True):
                 kind = layout.types[j]
                 if kind.element is None:
                     strings[j] = payloads
                 else:
                     lists[j] = _list_column(kind, payloads)
-        present = np.fromiter((r is not None for r in rows), np.bool_, len(rows))
+        present = np.frombuffer(stored, np.bool_)
         nulls = bits[:, : len(self.features)].astype(np.bool_)
         return RowBlock(present, events, nulls, fixed, strings, lists)
 
@@ -453,7 +455,9 @@ class _Layout:
                 (length,) = _U32.unpack_from(row, offset)
                 offset += 4
             else:
-                length, offset = read_length(row, offset)
+                length, offset = speedups.py_read_length(row, offset)
+            if offset + length > len(row):
+                raise InvalidValueError("a stored row ends inside its variable-width values")
             stored.append(None if bitmap >> i & 1 else decode(row[offset : offset + length]))
             offset += length
         # Values were read fixed-width first, then variable-width: put them in field order.
@@ -504,46 +508,6 @@ def length_prefix(length: int) -> bytes:
     return bytes(out)
 
 
-def read_length(row: bytes, pos: int) -> tuple[int, int]:
-    """The varint length at ``pos`` of a row, and the position after it.
-
-    Raises:
-        InvalidValueError: the row ends inside the varint, or it is longer than a u32's.
-    """
-    try:
-        byte = row[pos]
-        if byte < 0x80:
-            return byte, pos + 1
-        value, shift = byte & 0x7F, 7
-        while shift < 35:
-            pos += 1
-            byte = row[pos]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value, pos + 1
-            shift += 7
-    except IndexError:
-        raise InvalidValueError("a stored row ends inside a length") from None
-    raise InvalidValueError("a stored row holds a length longer than 5 bytes")
-
-
-def _split_var(rows: list[bytes], offset: int, count: int) -> list[list[bytes]]:
-    """Each row's variable-width payloads (they follow the fixed part, length-prefixed):
-    one list per variable-width field."""
-    out: list[list[bytes]] = [[] for _ in range(count)]
-    for row in rows:
-        pos = offset
-        for payloads in out:
-            length = row[pos]
-            if length < 0x80:  # a payload under 128 bytes: nearly all of them
-                pos += 1
-            else:
-                length, pos = read_length(row, pos)
-            payloads.append(row[pos : pos + length])
-            pos += length
-    return out
-
-
 def _list_column(kind: ValueType, payloads: list[bytes]) -> ListColumn:
     """A list feature's stored payloads as one flat column (see ``_encode_var``)."""
     if kind is ValueType.STRING_LIST:
@@ -563,7 +527,7 @@ def _list_column(kind: ValueType, payloads: list[bytes]) -> ListColumn:
         return ListColumn(flat, np.array(lengths, np.uint32))
     element = np.dtype(_NUMPY_TYPES[kind.element])  # type: ignore[index]
     values = np.frombuffer(b"".join(payloads), element)
-    sizes = np.fromiter((len(p) for p in payloads), np.uint32, len(payloads))
+    sizes = np.fromiter(map(len, payloads), np.uint32, len(payloads))
     return ListColumn(values, sizes // np.uint32(element.itemsize))
 
 

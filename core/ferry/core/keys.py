@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ferry.core import speedups
 from ferry.core.errors import InvalidValueError
 
 _INT_TAG = 0x01
@@ -54,19 +55,15 @@ def encode_key(values: Sequence[KeyValue]) -> bytes:
 
 def encode_int_keys(values: Iterable[int]) -> list[bytes]:
     """``encode_key([v])`` for many int64 values at once, without per-value type checks:
-    for callers whose values are typed already (API columns, Arrow arrays)."""
-    pack = _INT.pack
-    return [pack(_INT_TAG, (v & _MASK) ^ _SIGN) for v in values]
+    for callers whose values are typed already (API columns, Arrow arrays); compiled
+    where ``ferry.core.speedups`` is."""
+    return speedups.int_keys(values)
 
 
 def encode_str_keys(values: Iterable[str]) -> list[bytes]:
-    """``encode_key([s])`` for many strings at once; see ``encode_int_keys``."""
-    head = _STR_HEAD.pack
-    out = []
-    for value in values:
-        data = value.encode("utf-8")
-        out.append(head(_STR_TAG, len(data)) + data)
-    return out
+    """``encode_key([s])`` for many strings at once; see ``encode_int_keys`` (compiled
+    where ``ferry.core.speedups`` is)."""
+    return speedups.str_keys(values)
 
 
 def decode_key(data: bytes) -> tuple[KeyValue, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ferry.api.types.v1 import types_pb2
+from ferry.core import speedups
 from ferry.core.codec import ListColumn
 from ferry.core.types import ValueType
 from ferry.wire.columns import FIELD_OF, PROTO_TYPE, ZERO_VALUES
@@ -95,10 +96,15 @@ def varints(values: np.ndarray[Any, Any] | Sequence[int]) -> bytes:
     """Varints of a whole integer array, concatenated (what a packed int field holds).
 
     Signed values are sign-extended to 64 bits first, as protobuf encodes int32 and int64.
-    Short arrays go through Python (numpy's fixed cost per call is more than a few
-    varints); long ones take a few numpy calls, fewer still when every value needs the same
-    number of bytes (timestamps of one era, small counts), the common case.
+    Compiled (``ferry.core.speedups``) where built; otherwise short arrays go through Python
+    (numpy's fixed cost per call is more than a few varints) and long ones take a few
+    numpy calls, fewer still when every value needs the same number of bytes (timestamps
+    of one era, small counts), the common case.
     """
+    if speedups.varints is not speedups.py_varints:
+        if isinstance(values, np.ndarray):
+            values = np.ascontiguousarray(values, np.int64)
+        return speedups.varints(values)
     if not isinstance(values, np.ndarray):
         return b"".join([varint(v) for v in values])
     if len(values) < 16:
@@ -208,6 +214,8 @@ def small_column(kind: ValueType, cells: Sequence[Any]) -> Any:
 
 def _byte_strings(values: list[bytes]) -> bytes:
     """A repeated string/bytes field 1: each element tagged and length-prefixed."""
+    if speedups.byte_strings is not speedups.py_byte_strings:
+        return speedups.byte_strings(_ELEMENTS, values)
     return b"".join([_ELEMENTS + varint(len(v)) + v for v in values])
 
 
