@@ -10,17 +10,21 @@ times in the same process:
   * ferry encode only: the same, with the rows already decoded (``decode_block``), which is
     the "response encoding" figure.
 
-Prints µs per response and ns per value (rows x features), medians of several rounds.
-A benchmark, not a test.
+Prints µs per response and ns per value (rows x features), medians of several rounds;
+with ``--python-loops``, ``ferry`` again with the per-row loops in Python (a child process
+with ``FERRY_PURE_PYTHON=1``) beside the compiled ones. A benchmark, not a test.
 
-    python loadtest/encode_bench.py
+    python loadtest/encode_bench.py --python-loops
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -142,6 +146,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", default="1,10,100")
+    parser.add_argument(
+        "--python-loops",
+        action="store_true",
+        help="also time the same in a child process with FERRY_PURE_PYTHON=1 (the per-row "
+        "loops in Python, not ferry.core._speedups), after this one's rounds",
+    )
+    parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     plan = Catalog(load_repo(REPO)).plan_for_service("fraud_v1")
     now = time.time_ns() // 1000
@@ -174,7 +185,25 @@ def main() -> None:
                 "speedup": round(figures["baseline"] / figures["ferry"], 2),
             }
         )
+    if args.json_only:
+        print(json.dumps(results))
+        return
+    if args.python_loops:
+        command = [sys.executable, __file__, "--json-only", "--rounds", str(args.rounds)]
+        command += ["--batches", args.batches]
+        env = {**os.environ, "FERRY_PURE_PYTHON": "1"}
+        out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        for mine, theirs in zip(results, json.loads(out.stdout), strict=True):
+            mine["ferry_python_loops_us"] = theirs["ferry_us"]
+            mine["compiled_vs_python_loops"] = round(mine["ferry_us"] / theirs["ferry_us"], 2)
     print(json.dumps(results, indent=2))
+    if args.python_loops:
+        print(f"\n{'rows':>5} {'python loops us':>15} {'compiled us':>11} {'ratio':>5}")
+        for r in results:
+            print(
+                f"{r['rows']:>5} {r['ferry_python_loops_us']:>15} {r['ferry_us']:>11} "
+                f"{r['compiled_vs_python_loops']:>5}"
+            )
     print(
         f"\n{'rows':>5} {'baseline us':>11} {'ferry us':>9} {'speedup':>7} "
         f"{'ferry ns/value':>14} {'array encode ns/value':>21}"

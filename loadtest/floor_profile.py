@@ -115,10 +115,13 @@ def profile(
     figures = loadgen.run(target, method, payloads, settings, None, pids)
     spy.wait(timeout=args.seconds + 60)
     counts: Counter[str] = Counter()
+    frames_of: dict[str, Counter[str]] = {name: Counter() for name in CATEGORIES}
     for line in out.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
         thread, *frames = stack.split(";")
-        counts[category(thread, frames)] += int(number)
+        kind = category(thread, frames)
+        counts[kind] += int(number)
+        frames_of[kind][_where(frames)] += int(number)
     total = sum(counts.values()) or 1
     cpu = figures["server_cpu_us_per_call"] or 0.0
     return {
@@ -132,7 +135,24 @@ def profile(
             }
             for name in CATEGORIES
         },
+        "top_frames": {
+            name: {
+                frame: round(n / total * cpu, 1)
+                for frame, n in frames_of[name].most_common(args.top)
+            }
+            for name in CATEGORIES
+        },
     }
+
+
+def _where(frames: list[str]) -> str:
+    """What a sample is spent in: its innermost frame, with the innermost frame of Ferry's
+    that led there when that is not the same (which Ferry code calls the native code)."""
+    if not frames:
+        return "?"
+    ours = next((f for f in reversed(frames) if _place(f).startswith(OURS)), None)
+    leaf = frames[-1]
+    return leaf if ours in (None, leaf) else f"{ours} -> {leaf}"
 
 
 def main() -> None:
@@ -142,6 +162,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--top", type=int, default=5, help="frames listed per category")
     args = parser.parse_args()
     if shutil.which(str(Path(sys.executable).parent / "py-spy")) is None:
         raise SystemExit("py-spy is not installed: bash scripts/setup.sh loadtest")

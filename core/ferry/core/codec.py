@@ -202,6 +202,7 @@ class RowCodec:
                 *[(f"f{i}", _NUMPY_TYPES[self._layout.types[i]]) for i in self._layout.fixed],
             ]
         )
+        self._fixed_fields = [(i, f"f{i}") for i in self._layout.fixed]
         # Stands in for a missing row in decode_block: time 0, every value null.
         self._missing = self.encode(0, None, [None] * len(self.features))
 
@@ -344,7 +345,7 @@ class RowCodec:
         table = np.frombuffer(joined, self._prefix_dtype)
         events = (table["event"] ^ np.uint64(_SIGN)).astype(np.uint64).view(np.int64)
         bits = np.unpackbits(table["bitmap"], axis=1, bitorder="little")
-        fixed = {j: table[f"f{j}"] for j in layout.fixed}
+        fixed = {j: table[name] for j, name in self._fixed_fields}
         strings: dict[int, list[bytes]] = {}
         lists: dict[int, ListColumn] = {}
         if layout.var:
