@@ -300,6 +300,11 @@ def _lookup(commands: _Commands) -> None:
     )
     _repo_arguments(parser)
     _view_entity_arguments(parser)
+    _legacy_keys_argument(parser)
+    parser.set_defaults(run="ferry.cli.lookup:run")
+
+
+def _legacy_keys_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-legacy-keys",
         action="store_true",
@@ -307,7 +312,6 @@ def _lookup(commands: _Commands) -> None:
         "prefixes), serving the newer of an entity's two rows, while a store migrates "
         "(docs/storage-format.md); each read asks for twice the keys",
     )
-    parser.set_defaults(run="ferry.cli.lookup:run")
 
 
 def _delete_rows(commands: _Commands) -> None:
@@ -475,13 +479,7 @@ def _serve(commands: _Commands) -> None:
         help="how far past this server's clock a pushed timestamp may be (default "
         f"{MAX_PUSH_FUTURE_S:g}); later rows are refused",
     )
-    parser.add_argument(
-        "--read-legacy-keys",
-        action="store_true",
-        help="also read rows stored under the key layout before December 2026 (project:view: "
-        "prefixes), serving the newer of an entity's two rows, while a store migrates "
-        "(docs/storage-format.md); each read asks for twice the keys",
-    )
+    _legacy_keys_argument(parser)
     parser.add_argument(
         "--grace-s",
         type=float,

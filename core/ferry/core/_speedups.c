@@ -251,74 +251,65 @@ PyDoc_STRVAR(str_keys_doc,
              "The canonical key of each one-string entity: 0x02, a 4-byte big-endian\n"
              "length and the UTF-8 bytes.");
 
-static PyObject *str_keys(PyObject *self, PyObject *values) {
-    PyObject *sequence = PySequence_Fast(values, "str_keys needs strings");
+/* The key of one string entity (0x02, u32 big-endian length, UTF-8), or NULL. */
+static PyObject *str_key(PyObject *item, Py_ssize_t i) {
+    Py_ssize_t size;
+    if (!PyUnicode_Check(item)) {
+        PyErr_Format(PyExc_TypeError, "entity key %zd is not a string", i);
+        return NULL;
+    }
+    const char *text = PyUnicode_AsUTF8AndSize(item, &size);
+    if (text == NULL) return NULL;
+    if (size > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "an entity key longer than 4 GiB");
+        return NULL;
+    }
+    PyObject *key = PyBytes_FromStringAndSize(NULL, 5 + size);
+    if (key == NULL) return NULL;
+    unsigned char *cursor = (unsigned char *)PyBytes_AS_STRING(key);
+    cursor[0] = 0x02;
+    for (int b = 0; b < 4; b++) cursor[1 + b] = (unsigned char)(size >> (24 - 8 * b));
+    memcpy(cursor + 5, text, size);
+    return key;
+}
+
+/* The key of one integer entity (0x01, the int64 big-endian, sign bit flipped), or NULL. */
+static PyObject *int_key(PyObject *item, Py_ssize_t i) {
+    uint64_t value = PyLong_AsUnsignedLongLongMask(item);
+    if (value == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    value ^= (uint64_t)1 << 63;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, 9);
+    if (key == NULL) return NULL;
+    unsigned char *cursor = (unsigned char *)PyBytes_AS_STRING(key);
+    cursor[0] = 0x01;
+    for (int b = 0; b < 8; b++) cursor[1 + b] = (unsigned char)(value >> (56 - 8 * b));
+    return key;
+}
+
+/* One key per item of a sequence, each made by ``one``. */
+static PyObject *keys_of(PyObject *values, PyObject *(*one)(PyObject *, Py_ssize_t)) {
+    PyObject *sequence = PySequence_Fast(values, "entity keys need a sequence");
     if (sequence == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
     PyObject **items = PySequence_Fast_ITEMS(sequence);
     PyObject *out = PyList_New(n);
-    if (out == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t size;
-        if (!PyUnicode_Check(items[i])) {
-            PyErr_Format(PyExc_TypeError, "entity key %zd is not a string", i);
-            goto fail;
-        }
-        const char *text = PyUnicode_AsUTF8AndSize(items[i], &size);
-        if (text == NULL) goto fail;
-        if (size > 0xFFFFFFFFLL) {
-            PyErr_SetString(PyExc_ValueError, "an entity key longer than 4 GiB");
-            goto fail;
-        }
-        PyObject *key = PyBytes_FromStringAndSize(NULL, 5 + size);
-        if (key == NULL) goto fail;
-        unsigned char *cursor = (unsigned char *)PyBytes_AS_STRING(key);
-        cursor[0] = 0x02;
-        cursor[1] = (unsigned char)(size >> 24);
-        cursor[2] = (unsigned char)(size >> 16);
-        cursor[3] = (unsigned char)(size >> 8);
-        cursor[4] = (unsigned char)size;
-        memcpy(cursor + 5, text, size);
-        PyList_SET_ITEM(out, i, key);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *key = one(items[i], i);
+        if (key == NULL) Py_CLEAR(out); /* items never set are NULL, which dealloc skips */
+        else PyList_SET_ITEM(out, i, key);
     }
     Py_DECREF(sequence);
     return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(sequence);
-    return NULL;
 }
+
+static PyObject *str_keys(PyObject *self, PyObject *values) { return keys_of(values, str_key); }
 
 PyDoc_STRVAR(int_keys_doc,
              "int_keys(values) -> list of bytes\n\n"
              "The canonical key of each one-integer entity: 0x01 and the int64 big-endian\n"
              "with its sign bit flipped (values taken modulo 2**64, as the Python one does).");
 
-static PyObject *int_keys(PyObject *self, PyObject *values) {
-    PyObject *sequence = PySequence_Fast(values, "int_keys needs integers");
-    if (sequence == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
-    PyObject **items = PySequence_Fast_ITEMS(sequence);
-    PyObject *out = PyList_New(n);
-    if (out == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t value = PyLong_AsUnsignedLongLongMask(items[i]);
-        if (value == (uint64_t)-1 && PyErr_Occurred()) goto fail;
-        value ^= (uint64_t)1 << 63;
-        PyObject *key = PyBytes_FromStringAndSize(NULL, 9);
-        if (key == NULL) goto fail;
-        unsigned char *cursor = (unsigned char *)PyBytes_AS_STRING(key);
-        cursor[0] = 0x01;
-        for (int b = 0; b < 8; b++) cursor[1 + b] = (unsigned char)(value >> (56 - 8 * b));
-        PyList_SET_ITEM(out, i, key);
-    }
-    Py_DECREF(sequence);
-    return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(sequence);
-    return NULL;
-}
+static PyObject *int_keys(PyObject *self, PyObject *values) { return keys_of(values, int_key); }
 
 static PyMethodDef methods[] = {
     {"split_var", split_var, METH_VARARGS, split_var_doc},
