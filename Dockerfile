@@ -4,8 +4,13 @@
 #   docker build --build-arg EXTRAS=dynamodb,registry,ray -t ferry-ray .   (Ray workers and
 #   the driver of deploy/ferry-materialize-ray.yaml: the same image with Ray in it)
 FROM python:3.11-slim AS build
+# A C compiler for the wheel's compiled per-row loops (hatch_build.py); the image that runs
+# it needs none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
+COPY scripts/build_speedups.py scripts/
 COPY core core
 COPY stores stores
 COPY materializer materializer

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ferry.cli import arguments
+from tests.core.test_speedups import CAN_BUILD
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "deploy").glob("*.yaml"))
@@ -111,6 +112,18 @@ def test_the_entry_point_runs_from_the_wheel_in_a_fresh_venv(tmp_path: Path) -> 
         capture_output=True,
         timeout=600,
     )
+    # The wheel carries the compiled per-row loops wherever they could be built here.
+    compiled = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from ferry.core import speedups as s; print(s.COMPILED)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ("_speedups" in compiled.stdout) == CAN_BUILD, compiled.stdout
     ferry = venv / "bin" / "ferry"
     forms = dockerfile_exec_forms()
     entry = subprocess.run(
