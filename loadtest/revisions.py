@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +16,17 @@ SLICES = ("core", "stores", "materializer", "wire", "server", "client", "cli", "
 
 @contextmanager
 def worktree(revision: str, where: Path) -> Iterator[Path]:
-    """``revision`` checked out at ``where`` (a detached git worktree) while the block runs."""
+    """``revision`` checked out at ``where`` (a detached git worktree) while the block runs,
+    with its compiled per-row loops built where it has them (as its setup would), so the
+    two sides of a comparison differ by their code only."""
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), revision],
         check=True,
         capture_output=True,
     )
+    build = where / "scripts" / "build_speedups.py"
+    if build.exists():
+        subprocess.run([sys.executable, str(build)], check=True)
     try:
         yield where
     finally:
