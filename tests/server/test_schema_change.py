@@ -4,7 +4,7 @@ the other's schema from the store (``ferry.stores.schemas``), over gRPC end to e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +12,16 @@ from typing import Any
 
 import pytest
 
+from ferry.api.types.v1.types_pb2 import FeatureColumn
 from ferry.cli.compose import FeaturesConfig, open_features
 from ferry.client import AsyncFerryClient
-from ferry.core import FeatureRepo
+from ferry.core import FeatureRepo, RowCodec, load_repo
+from ferry.core.errors import StoreUnavailableError
 from ferry.server import FerryServer, ServerConfig
+from ferry.server.errors import CorruptStoredRowError
+from ferry.server.serving import Catalog, read_features
+from ferry.stores.base import ReadRequest, ViewTable, WriteResult
+from ferry.stores.schemas import record_schema
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import load_store
 
@@ -81,3 +87,58 @@ async def test_each_schema_reads_the_others_rows(
         assert pushed["user_stats:txn_count_7d__status"][0] == "PRESENT"
         assert pushed["user_stats:last_country__status"][0] == "NULL_VALUE"
         assert (await features(new, ["user_stats:score"]))["user_stats:score"][0] == 0.5
+
+
+class Reads:
+    """A store answering the view's read with ``rows``, and its schema reads from
+    ``schemas`` (or by raising ``fail``); counts the schema reads."""
+
+    def __init__(self, rows: list[bytes | None], schemas: dict[bytes, bytes], fail: bool = False):
+        self.rows, self.schemas, self.fail, self.schema_reads = rows, schemas, fail, 0
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
+        (request,) = requests
+        if not request.table.view.endswith("#schemas"):
+            return [self.rows]
+        self.schema_reads += 1
+        if self.fail:
+            raise StoreUnavailableError("the online store did not answer")
+        return [[self.schemas.get(key) for key in request.keys]]
+
+    async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
+        self.schemas.update(rows)
+        return WriteResult(len(rows), 0)
+
+
+def old_schema_rows(tmp_path: Path) -> tuple[Catalog, list[bytes | None], RowCodec]:
+    """A catalog of the changed repo, and two rows of user_stats under the sample's schema."""
+    catalog = Catalog(load_repo(changed_repo(tmp_path)))
+    old = RowCodec(load_repo(SAMPLE_REPO).view("user_stats").features)
+    row = old.encode(5, None, [1, 2.0, 3.0, "GB", True, [0.5]])
+    return catalog, [row, None], old
+
+
+async def test_a_schema_is_read_once_per_process(tmp_path: Path) -> None:
+    catalog, rows, old = old_schema_rows(tmp_path)
+    store = Reads(rows, {})
+    await record_schema(store, catalog.tables["user_stats"], old)  # type: ignore[arg-type]
+    plan = catalog.plan_for_refs(["user_stats:txn_count_7d"])
+    for _ in range(3):
+        (column,) = await read_features(store, plan, {"user_id": [1, 2]})
+        assert list(FeatureColumn.FromString(column).values.int64_values.values) == [1, 0]
+    assert store.schema_reads == 1
+
+
+async def test_a_store_that_fails_while_a_schema_is_read_is_unavailable(tmp_path: Path) -> None:
+    catalog, rows, _ = old_schema_rows(tmp_path)
+    plan = catalog.plan_for_refs(["user_stats:txn_count_7d"])
+    with pytest.raises(StoreUnavailableError):
+        await read_features(Reads(rows, {}, fail=True), plan, {"user_id": [1, 2]})
+
+
+async def test_rows_of_a_schema_nobody_recorded_are_named_not_served(tmp_path: Path) -> None:
+    catalog, rows, _ = old_schema_rows(tmp_path)
+    plan = catalog.plan_for_refs(["user_stats:txn_count_7d"])
+    with pytest.raises(CorruptStoredRowError, match=r"'user_stats' for entity \(1\)") as err:
+        await read_features(Reads(rows, {}), plan, {"user_id": [1, 2]})
+    assert "no record" in str(err.value.__cause__)

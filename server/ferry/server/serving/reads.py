@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
 import numpy as np
 
 from ferry.api.types.v1 import types_pb2
 from ferry.core.codec import RowBlock
-from ferry.core.errors import InvalidValueError, UnknownSchemaError
+from ferry.core.errors import InvalidValueError, StoreError, UnknownSchemaError
 from ferry.core.keys import KeyValue, decode_key
 from ferry.server.errors import CorruptStoredRowError
 from ferry.server.serving.catalog import FeaturePlan, ViewSlot
@@ -61,22 +62,34 @@ async def read_features(
     stored = await store.read(requests)
     now = time.time_ns() // 1000
     columns: list[bytes] = [b""] * len(plan.names)
+    measure = recorder is not None
     for slot, request, found in zip(plan.slots, requests, stored, strict=True):
         try:
-            try:
-                served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
-            except UnknownSchemaError:
-                # Rows of another schema of the view, met for the first time: learn every
-                # one this answer holds (one store read), then encode again.
-                await learn_schemas(
-                    store, slot.table, slot.codec, unknown_schemas(slot.codec, found)
-                )
-                served = encode_slot(plan, slot, found, now, columns, measure=recorder is not None)
+            served = encode_slot(plan, slot, found, now, columns, measure)
+        except UnknownSchemaError:
+            # Rows of another schema of the view, met for the first time: learn every one
+            # this answer holds (one store read), then encode again.
+            with _rows_named(slot, request.keys, found):
+                unknown = unknown_schemas(slot.codec, found)
+                await learn_schemas(store, slot.table, slot.codec, unknown)
+                served = encode_slot(plan, slot, found, now, columns, measure)
         except Exception as err:
             raise _corrupt_row(slot, request.keys, found) or err from err
         if recorder is not None and served is not None:
             recorder.served(slot.view.name, len(found), *served)
     return columns
+
+
+@contextmanager
+def _rows_named(slot: ViewSlot, keys: Sequence[bytes], found: list[bytes | None]) -> Iterator[None]:
+    """Report a failure to decode the slot's rows as the first row that does not decode; a
+    failure of the store (reading a schema) as itself."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as err:
+        raise _corrupt_row(slot, keys, found) or err from err
 
 
 def _corrupt_row(
