@@ -25,7 +25,6 @@ from ferry.core.errors import InvalidValueError
 _INT_TAG = 0x01
 _STR_TAG = 0x02
 _SIGN = 1 << 63
-_MASK = (1 << 64) - 1
 _INT = struct.Struct(">BQ")
 _STR_HEAD = struct.Struct(">BI")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
