@@ -2,10 +2,11 @@
 Python otherwise, with the same results (tests run both against the same oracles).
 
 ``scripts/setup.sh`` builds the extension from ``_speedups.c`` where a C compiler and
-Python's headers are (``scripts/build_speedups.py``); a wheel, or a machine without them,
-runs the Python functions below. ``FERRY_PURE_PYTHON=1`` chooses them even where the
-extension is built (benchmarks compare the two that way). Callers look the functions up
-on this module at call time, so a test can swap one implementation for the other.
+Python's headers are (``scripts/build_speedups.py``), as does a wheel's build there
+(``hatch_build.py``); without them, Ferry runs the Python functions below.
+``FERRY_PURE_PYTHON=1`` chooses them even where the extension is built (benchmarks compare
+the two that way). Callers look the functions up on this module at call time, so a test
+can swap one implementation for the other.
 """
 
 from __future__ import annotations
