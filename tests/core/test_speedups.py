@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.core import Feature, RowCodec, ValueType, speedups
-from ferry.core.codec import VERSION, length_prefix
+from ferry.core.codec import VERSION
 from ferry.core.errors import InvalidValueError
 from tests.core.test_codec import ALL_FEATURES, rows
 
@@ -35,7 +35,7 @@ def test_the_extension_is_built_wherever_it_can_be() -> None:
 @given(st.lists(st.lists(st.binary(max_size=300), min_size=2, max_size=2), max_size=20))
 def test_split_var_cuts_what_the_encoder_wrote(payloads: list[list[bytes]]) -> None:
     head = b"\x02" + bytes(20) + b"\x07"
-    rows = [head + b"".join(length_prefix(len(p)) + p for p in pair) for pair in payloads]
+    rows = [head + b"".join(speedups.varint(len(p)) + p for p in pair) for pair in payloads]
     expected = [[pair[j] for pair in payloads] for j in range(2)]
     assert compiled.split_var(rows, len(head), 2) == expected
     assert speedups.py_split_var(rows, len(head), 2) == expected

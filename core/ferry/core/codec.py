@@ -441,7 +441,7 @@ class _Layout:
         for i in self.var:
             value = values[i]
             payload = b"" if value is None else _encode_var(self.types[i], value)
-            parts.append(length_prefix(len(payload)))
+            parts.append(speedups.varint(len(payload)))
             parts.append(payload)
         return b"".join(parts)
 
@@ -492,21 +492,6 @@ def _encode_var(kind: ValueType, value: Any) -> bytes:
     if None in value:
         raise TypeError("lists cannot hold nulls")
     return struct.pack(f"<{len(value)}{_LIST_FORMATS[kind]}", *value)
-
-
-_SMALL_LENGTHS = [bytes([n]) for n in range(0x80)]
-
-
-def length_prefix(length: int) -> bytes:
-    """The varint (LEB128) a variable-width value's bytes are prefixed with."""
-    if length < 0x80:
-        return _SMALL_LENGTHS[length]
-    out = bytearray()
-    while length >= 0x80:
-        out.append(length & 0x7F | 0x80)
-        length >>= 7
-    out.append(length)
-    return bytes(out)
 
 
 def _list_column(kind: ValueType, payloads: list[bytes]) -> ListColumn:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from ferry.core.errors import InvalidValueError
 
 _compiled: ModuleType | None
@@ -97,28 +99,73 @@ def py_gather_rows(
     return uniform, odd, prefixes, present
 
 
-def py_varints(values: Any) -> bytes:
-    """The varints of int64 values (an array or a sequence of ints), concatenated."""
-    if hasattr(values, "tolist"):
-        values = values.tolist()
-    out = []
-    for value in values:
-        if 0 <= value < 0x80:
-            out.append(_SMALL[value])
-            continue
-        value &= _MASK64
-        piece = bytearray()
-        while value >= 0x80:
-            piece.append((value & 0x7F) | 0x80)
-            value >>= 7
-        piece.append(value)
-        out.append(bytes(piece))
-    return b"".join(out)
+def varint(value: int) -> bytes:
+    """One unsigned varint (negative int64s as their 10-byte two's complement): a length
+    in a row, a key or a length in a protobuf message."""
+    if 0 <= value < 0x80:  # lengths, statuses, type codes: most varints written
+        return _SMALL[value]
+    if 0 < value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    value &= _MASK64
+    if 1 << 49 <= value < 1 << 56:  # µs timestamps of this era: 8 bytes, unrolled
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                ((value >> 7) & 0x7F) | 0x80,
+                ((value >> 14) & 0x7F) | 0x80,
+                ((value >> 21) & 0x7F) | 0x80,
+                ((value >> 28) & 0x7F) | 0x80,
+                ((value >> 35) & 0x7F) | 0x80,
+                ((value >> 42) & 0x7F) | 0x80,
+                value >> 49,
+            )
+        )
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def py_varints(values: np.ndarray[Any, Any] | Sequence[int]) -> bytes:
+    """The varints of int64 values (an array or a sequence of ints), concatenated.
+
+    Signed values are sign-extended to 64 bits first, as protobuf encodes int32 and int64.
+    Short arrays go through Python (numpy's fixed cost per call is more than a few
+    varints); long ones take a few numpy calls, fewer still when every value needs the same
+    number of bytes (timestamps of one era, small counts), the common case.
+    """
+    if not isinstance(values, np.ndarray):
+        return b"".join([varint(v) for v in values])
+    if len(values) < 16:
+        return b"".join([varint(v) for v in values.tolist()])
+    wide = values.astype(np.int64, copy=False).view(np.uint64)
+    size = _varint_size(int(wide.max()))
+    if _varint_size(int(wide.min())) == size:
+        groups = ((wide[:, None] >> _SHIFTS[:size]) & np.uint64(0x7F)).astype(np.uint8)
+        groups[:, : size - 1] |= 0x80
+        return bytes(groups.tobytes())
+    shifted = wide[:, None] >> _SHIFTS
+    groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
+    # Group i is needed while bits remain at or above 7i; a zero still takes one byte.
+    needed = np.maximum(1, np.count_nonzero(shifted, axis=1))
+    position = np.arange(10)
+    groups[position < (needed - 1)[:, None]] |= 0x80
+    return bytes(groups[position < needed[:, None]].tobytes())
+
+
+_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+
+
+def _varint_size(value: int) -> int:
+    """Bytes in the varint of an unsigned 64-bit value."""
+    return max(1, (value.bit_length() + 6) // 7)
 
 
 def py_byte_strings(key: bytes, values: list[bytes]) -> bytes:
     """A repeated bytes field: per value, ``key``, a varint length and the value."""
-    return b"".join([key + py_varints((len(v),)) + v for v in values])
+    return b"".join([key + varint(len(v)) + v for v in values])
 
 
 def py_str_keys(values: Iterable[str]) -> list[bytes]:
@@ -137,18 +184,11 @@ def py_int_keys(values: Iterable[int]) -> list[bytes]:
     return [pack(0x01, (v & _MASK64) ^ _SIGN) for v in values]
 
 
-def _choose() -> None:
-    """Bind the names callers use to the compiled functions, or to the Python ones."""
-    use = _compiled if _compiled is not None and not os.environ.get("FERRY_PURE_PYTHON") else None
-    names = ("split_var", "gather_rows", "varints", "byte_strings", "str_keys", "int_keys")
-    for name in names:
-        globals()[name] = getattr(use, name) if use is not None else globals()[f"py_{name}"]
-
-
-split_var = py_split_var
-gather_rows = py_gather_rows
-varints = py_varints
-byte_strings = py_byte_strings
-str_keys = py_str_keys
-int_keys = py_int_keys
-_choose()
+# The names callers use: the compiled functions, or the Python ones.
+_use = _compiled if _compiled is not None and not os.environ.get("FERRY_PURE_PYTHON") else None
+split_var = py_split_var if _use is None else _use.split_var
+gather_rows = py_gather_rows if _use is None else _use.gather_rows
+varints = py_varints if _use is None else _use.varints
+byte_strings = py_byte_strings if _use is None else _use.byte_strings
+str_keys = py_str_keys if _use is None else _use.str_keys
+int_keys = py_int_keys if _use is None else _use.int_keys

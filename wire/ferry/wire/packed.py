@@ -20,42 +20,9 @@ import numpy as np
 from ferry.api.types.v1 import types_pb2
 from ferry.core import speedups
 from ferry.core.codec import ListColumn
+from ferry.core.speedups import varint
 from ferry.core.types import ValueType
 from ferry.wire.columns import FIELD_OF, PROTO_TYPE, ZERO_VALUES
-
-_SMALL = [bytes([i]) for i in range(0x80)]
-
-
-def varint(value: int) -> bytes:
-    """One unsigned varint (negative int64s as their 10-byte two's complement)."""
-    if 0 <= value < 0x80:  # lengths, statuses, type codes: most varints written
-        return _SMALL[value]
-    if 0 < value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    value &= _MASK64
-    if 1 << 49 <= value < 1 << 56:  # µs timestamps of this era: 8 bytes, unrolled
-        return bytes(
-            (
-                (value & 0x7F) | 0x80,
-                ((value >> 7) & 0x7F) | 0x80,
-                ((value >> 14) & 0x7F) | 0x80,
-                ((value >> 21) & 0x7F) | 0x80,
-                ((value >> 28) & 0x7F) | 0x80,
-                ((value >> 35) & 0x7F) | 0x80,
-                ((value >> 42) & 0x7F) | 0x80,
-                value >> 49,
-            )
-        )
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_MASK64 = (1 << 64) - 1
-
 
 _LEN = 2  # wire type of length-delimited fields
 _VARINT = 0
@@ -93,43 +60,12 @@ _STRUCT_CODES = {ValueType.DOUBLE: "d", ValueType.FLOAT: "f", ValueType.BOOL: "?
 
 
 def varints(values: np.ndarray[Any, Any] | Sequence[int]) -> bytes:
-    """Varints of a whole integer array, concatenated (what a packed int field holds).
-
-    Signed values are sign-extended to 64 bits first, as protobuf encodes int32 and int64.
-    Compiled (``ferry.core.speedups``) where built; otherwise short arrays go through Python
-    (numpy's fixed cost per call is more than a few varints) and long ones take a few
-    numpy calls, fewer still when every value needs the same number of bytes (timestamps
-    of one era, small counts), the common case.
-    """
-    if speedups.varints is not speedups.py_varints:
-        if isinstance(values, np.ndarray):
-            values = np.ascontiguousarray(values, np.int64)
-        return speedups.varints(values)
-    if not isinstance(values, np.ndarray):
-        return b"".join([varint(v) for v in values])
-    if len(values) < 16:
-        return b"".join([varint(v) for v in values.tolist()])
-    wide = values.astype(np.int64, copy=False).view(np.uint64)
-    size = _varint_size(int(wide.max()))
-    if _varint_size(int(wide.min())) == size:
-        groups = ((wide[:, None] >> _SHIFTS[:size]) & np.uint64(0x7F)).astype(np.uint8)
-        groups[:, : size - 1] |= 0x80
-        return bytes(groups.tobytes())
-    shifted = wide[:, None] >> _SHIFTS
-    groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
-    # Group i is needed while bits remain at or above 7i; a zero still takes one byte.
-    needed = np.maximum(1, np.count_nonzero(shifted, axis=1))
-    position = np.arange(10)
-    groups[position < (needed - 1)[:, None]] |= 0x80
-    return bytes(groups[position < needed[:, None]].tobytes())
-
-
-_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
-
-
-def _varint_size(value: int) -> int:
-    """Bytes in the varint of an unsigned 64-bit value."""
-    return max(1, (value.bit_length() + 6) // 7)
+    """Varints of a whole integer array, concatenated (what a packed int field holds);
+    signed values sign-extended to 64 bits, as protobuf encodes int32 and int64
+    (``ferry.core.speedups``: compiled where built)."""
+    if isinstance(values, np.ndarray) and speedups.varints is not speedups.py_varints:
+        values = np.ascontiguousarray(values, np.int64)  # the compiled one takes int64s
+    return speedups.varints(values)
 
 
 def field(key: bytes, payload: bytes) -> bytes:
@@ -214,9 +150,7 @@ def small_column(kind: ValueType, cells: Sequence[Any]) -> Any:
 
 def _byte_strings(values: list[bytes]) -> bytes:
     """A repeated string/bytes field 1: each element tagged and length-prefixed."""
-    if speedups.byte_strings is not speedups.py_byte_strings:
-        return speedups.byte_strings(_ELEMENTS, values)
-    return b"".join([_ELEMENTS + varint(len(v)) + v for v in values])
+    return speedups.byte_strings(_ELEMENTS, values)
 
 
 def timestamps_field(micros: np.ndarray[Any, np.dtype[np.int64]] | Sequence[int]) -> bytes:
