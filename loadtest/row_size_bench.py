@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 import loadgen
 import serve_bench
 import workload as workloads
+from materialize_bench import used_memory
 from revisions import ROOT, environment_of, worktree
 
 sys.path.insert(0, str(ROOT))
@@ -39,11 +39,6 @@ from tests.services import RedisServer, running_redis
 
 REPO = serve_bench.REPO
 VIEWS = ("user_stats", "merchant_stats", "user_merchant_stats")
-
-
-def used_memory(redis: RedisServer) -> int:
-    info = redis.cli("info", "memory")
-    return int(re.search(r"used_memory:(\d+)", info).group(1))  # type: ignore[union-attr]
 
 
 def materialize(tree: Path, data: Path, redis: RedisServer) -> dict[str, Any]:
@@ -98,16 +93,8 @@ async def per_view(url: str, sample: int) -> dict[str, dict[str, float]]:
 def serve(tree: Path, url: str, work: Path, name: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "ferry.cli.main", "serve", str(REPO), "--online-store", url]
     command += ["--port", "0"]
-    log = (work / f"{name}.log").open("w")
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=log, text=True, env=environment_of(tree)
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.wait(timeout=60)
-        raise SystemExit(f"{name} did not start:\n{(work / f'{name}.log').read_text()}")
-    return {"process": process, "target": json.loads(line)["address"], "pids": [process.pid]}
+    process, target = serve_bench.start(command, work / f"{name}.log", 1, environment_of(tree))
+    return {"process": process, "target": target, "pids": [process.pid]}
 
 
 def main() -> None:

@@ -41,9 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "samples" / "fraud" / "feature_repo.yaml"
 
 
-def start(command: list[str], log: Path, processes: int) -> tuple[subprocess.Popen[str], str]:
-    """A server whose every process prints a JSON line with its address once it serves."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+def start(
+    command: list[str], log: Path, processes: int, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """A server whose every process prints a JSON line with its address once it serves
+    (``env``: its environment, e.g. another revision's code on PYTHONPATH)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env
+    )
     assert process.stdout is not None
     # Wait for all of them: CPU is read from the processes listening when the load starts.
     lines = [process.stdout.readline() for _ in range(processes)]

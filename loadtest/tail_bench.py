@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,14 +44,7 @@ def serve(tree: Path, url: str, work: Path, name: str, flags: list[str]) -> dict
     env["FERRY_GC_PROBE_OUT"] = str(work / f"gc-{name}")
     command = [sys.executable, "-m", "ferry.cli.main", "serve", str(serve_bench.REPO)]
     command += ["--online-store", url, "--port", "0", *flags]
-    log = (work / f"{name}.log").open("w")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.wait(timeout=60)
-        raise SystemExit(f"{name} did not start:\n{(work / f'{name}.log').read_text()}")
-    target = json.loads(line)["address"]
+    process, target = serve_bench.start(command, work / f"{name}.log", 1, env)
     return {"process": process, "target": target, "pids": [process.pid], "name": name}
 
 
