@@ -20,6 +20,11 @@ from ferry.core.redaction import redact_url
             "dynamodb://t?region=r&aws_secret_access_key=k",
             "dynamodb://t?region=r&aws_secret_access_key=***",
         ),
+        (
+            "dynamodb://t?region=r&endpoint_url=http://u:pw@127.0.0.1:5000",
+            "dynamodb://t?region=r&endpoint_url=http://u:***@127.0.0.1:5000",
+        ),
+        ("s3://AKIA:wJalr@bucket/prefix", "s3://AKIA:***@bucket/prefix"),
     ],
 )
 def test_passwords_and_secret_parameters_are_replaced(url: str, shown: str) -> None:

@@ -162,6 +162,22 @@ def test_no_credentials_at_all_is_named(moto_server: MotoServer, tmp_path: Path)
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_no_region_at_all_is_named(moto_server: MotoServer, tmp_path: Path) -> None:
+    """A URL without ?region= where the AWS settings have none either (it was botocore's
+    NoRegionError traceback); an endpoint's password is never shown."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+    endpoint = moto_server.endpoint.replace("://", "://user:endpoint-secret@")
+    url = f"dynamodb://any?endpoint_url={endpoint}"
+    init = [*FERRY, "init-store", str(SAMPLE_REPO), "--online-store", url]
+    done = subprocess.run(init, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "no AWS region: add ?region=R to the store URL or set AWS_REGION" in done.stderr
+    assert "endpoint-secret" not in done.stderr
+    assert "user:***@" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 async def test_refused_credentials_make_health_say_why(strict_moto: MotoServer) -> None:
     store = DynamoOnlineStore(DynamoConfig.from_url(strict_moto.dynamodb_url("any")))
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -427,6 +428,46 @@ def test_a_missing_source(data: Path, tmp_path: Path) -> None:
         assert f"source {tmp_path / 'nowhere'}/{view} does not exist" in done.stderr
 
 
+def test_a_link_out_of_the_offline_root_is_refused(data: Path, tmp_path: Path) -> None:
+    """The repo file's check reads a source path's text; a symbolic link below the root (to
+    a source folder, or to one file of it) led out of it all the same."""
+    root = tmp_path / "root"
+    (root / "user_stats").mkdir(parents=True)
+    part = sorted((data / "user_stats").glob("*.parquet"))[0]
+    (root / "user_stats" / "part.parquet").symlink_to(part)
+    (root / "merchant_stats").symlink_to(data / "merchant_stats")
+    shutil.copytree(data / "user_merchant_stats", root / "user_merchant_stats")
+    (root / "user_merchant_stats" / "inside.parquet").symlink_to(
+        next((root / "user_merchant_stats").glob("*.parquet"))
+    )
+    done = ferry("validate", str(SAMPLE_REPO), "--offline-root", str(root), check=False)
+    assert done.returncode == 1
+    assert f"source {root / 'user_stats' / 'part.parquet'} is a link to {part}" in done.stderr
+    assert (
+        f"source {root / 'merchant_stats'} is a link to {data / 'merchant_stats'}, outside"
+        in done.stderr
+    )
+    assert "user_merchant_stats" not in done.stderr  # a link that stays inside is fine
+    assert "2 problem(s)" in done.stderr
+    database = tmp_path / "online.db"
+    done = ferry(
+        "materialize",
+        str(SAMPLE_REPO),
+        "--offline-root",
+        str(root),
+        "--online-store",
+        f"sqlite:///{database}",
+        "--start",
+        "2025-12-01",
+        "--end",
+        "2026-01-03",
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "outside the offline root" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_validate_accepts_the_sample(data: Path) -> None:
     done = ferry("validate", str(SAMPLE_REPO), "--offline-root", str(data))
     assert "every source matches" in done.stdout
@@ -488,6 +529,10 @@ def test_an_unreachable_store_fails_fast_with_one_message(data: Path) -> None:
         (
             ["materialize-incremental", "--end", "2026-01-01", "--online-store", "mysql://x"],
             "unsupported scheme 'mysql'",
+        ),
+        (
+            ["materialize-incremental", "--end", "2026-01-01", "--online-store", "redis://h:x/0"],
+            "online store URL 'redis://h:x/0': Port could not be cast to integer value",
         ),
     ],
 )

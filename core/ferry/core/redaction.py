@@ -1,8 +1,8 @@
 """Credentials out of what Ferry prints: URLs are logged and quoted in errors, passwords not.
 
 ``redact_url`` keeps everything an operator needs to recognise the endpoint (scheme, user,
-host, port, path) and replaces the password, and any query parameter that names a secret,
-with ``***``.
+host, port, path) and replaces the password, any query parameter that names a secret, and
+the password of a URL given as a query parameter, with ``***``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def redact_url(url: str) -> str:
 
 
 def _redact_field(field: str) -> str:
-    name, sep, _ = field.partition("=")
+    name, sep, value = field.partition("=")
     if sep and any(secret in name.lower() for secret in _SECRET_PARAMETERS):
         return f"{name}={REDACTED}"
+    if "://" in value:  # a URL in a URL (dynamodb://T?endpoint_url=http://U:P@H)
+        return f"{name}={redact_url(value)}"
     return field

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ferry.core.codec import fingerprint_of, timestamp_prefix
 from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.core.redaction import redact_url
 from ferry.stores.base import (
     ReadRequest,
     ViewTable,
@@ -64,6 +65,12 @@ _DENIED = {
     "ExpiredTokenException",
 }
 _PING_KEY = b"\x00ping"
+
+
+class StoreRegionMissingError(StoreUnavailableError):
+    """The store URL names no region and the AWS settings have none either."""
+
+    reason = "STORE_REGION_MISSING"
 
 
 class StoreTableMissingError(StoreUnavailableError):
@@ -111,12 +118,15 @@ class DynamoConfig:
         parts = urlsplit(url)
         table = parts.netloc or parts.path.strip("/")
         if not table:
-            raise StoreError(f"online store URL {url!r}: expected dynamodb://TABLE?region=R")
+            raise StoreError(
+                f"online store URL {redact_url(url)!r}: expected dynamodb://TABLE?region=R"
+            )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(query) - {"region", "endpoint_url", "consistent_read"}
         if unknown:
+            names = ", ".join(sorted(unknown))
             raise StoreError(
-                f"online store URL {url!r}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                f"online store URL {redact_url(url)!r}: unknown parameter(s) {names}; "
                 "expected region, endpoint_url, consistent_read"
             )
         return cls(
@@ -144,7 +154,7 @@ class DynamoOnlineStore:
         self._where = (
             f"DynamoDB table {config.table!r}"
             + (f" in {config.region}" if config.region else "")
-            + (f" at {config.endpoint_url}" if config.endpoint_url else "")
+            + (f" at {redact_url(config.endpoint_url)}" if config.endpoint_url else "")
         )
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[bytes | None]]:
@@ -314,7 +324,16 @@ class DynamoOnlineStore:
             return self._client
         async with self._opening:
             if self._client is None:
-                client = await self._exit.enter_async_context(self._session_client())
+                # Imported here: botocore comes with the optional aiobotocore dependency.
+                from botocore.exceptions import NoRegionError
+
+                try:
+                    client = await self._exit.enter_async_context(self._session_client())
+                except NoRegionError:  # a configuration error: say what to set
+                    raise StoreRegionMissingError(
+                        f"{self._where}: no AWS region: add ?region=R to the store URL or "
+                        "set AWS_REGION"
+                    ) from None
                 if check:
                     await self._check_schema(client)
                 self._client = client

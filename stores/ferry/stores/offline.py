@@ -6,6 +6,7 @@ Parquet row-group statistics, one bounded batch at a time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from ferry.core.errors import SourceError
+from ferry.core.redaction import redact_url
 from ferry.core.repo import FeatureRepo, FeatureView
 from ferry.core.timestamps import to_utc_micros
 from ferry.core.types import ValueType
@@ -49,16 +51,37 @@ def open_source(repo: FeatureRepo, view: FeatureView) -> ds.Dataset:
         SourceError: the path does not exist or holds no readable Parquet.
     """
     location = source_location(repo, view)
+    shown = redact_url(location)  # s3://KEY:SECRET@bucket/... is a form pyarrow reads
     try:
         filesystem, path = pafs.FileSystem.from_uri(
             location if "://" in location else f"file://{location}"
         )
         info = filesystem.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
-            raise SourceError(f"view {view.name!r}: source {location} does not exist")
-        return ds.dataset(path, filesystem=filesystem, format=_PARQUET)
+            raise SourceError(f"view {view.name!r}: source {shown} does not exist")
+        dataset = ds.dataset(path, filesystem=filesystem, format=_PARQUET)
     except (OSError, pa.ArrowInvalid) as err:
-        raise SourceError(f"view {view.name!r}: cannot read source {location}: {err}") from err
+        raise SourceError(f"view {view.name!r}: cannot read source {shown}: {err}") from err
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        _confine_links(repo.offline_root, view, [path, *dataset.files])
+    return dataset
+
+
+def _confine_links(root: str, view: FeatureView, paths: list[str]) -> None:
+    """The repo file's check that a source stays below the root reads the path's text; a
+    symbolic link on the way (to the folder or to a file in it) could still lead out.
+
+    Raises:
+        SourceError: naming the first path whose target is outside the root.
+    """
+    real_root = os.path.realpath(root)
+    for path in paths:
+        target = os.path.realpath(path)
+        if os.path.commonpath([real_root, target]) != real_root:
+            raise SourceError(
+                f"view {view.name!r}: source {path} is a link to {target}, outside the "
+                f"offline root {root}: copy the data below the root, or set the root above it"
+            )
 
 
 def check_source(repo: FeatureRepo, view: FeatureView) -> list[str]:
@@ -155,7 +178,7 @@ def _file_problems(repo: FeatureRepo, view: FeatureView, dataset: ds.Dataset) ->
 def _schema_problems(
     repo: FeatureRepo, view: FeatureView, schema: pa.Schema, where: str | None = None
 ) -> list[str]:
-    where = where or f"view {view.name!r}: source {source_location(repo, view)}"
+    where = where or f"view {view.name!r}: source {redact_url(source_location(repo, view))}"
     expected: list[tuple[str, str, ValueType | None]] = [
         (k.name, "join key", k.type) for k in view.join_keys
     ]

@@ -27,7 +27,10 @@ def open_online_store(url: str) -> OnlineStore:
     Raises:
         StoreError: the URL's scheme is not supported or it lacks a part.
     """
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as err:  # "Invalid IPv6 URL": a bracket left open
+        raise StoreError(f"online store URL {redact_url(url)!r}: {err}") from None
     if scheme == "sqlite":
         # As in SQLAlchemy: sqlite:///rel.db is relative, sqlite:////abs/x.db absolute.
         path = url.removeprefix("sqlite:///")
@@ -35,10 +38,7 @@ def open_online_store(url: str) -> OnlineStore:
             raise StoreError(f"online store URL {redact_url(url)!r}: expected sqlite:///PATH")
         return SqliteOnlineStore(path)
     if scheme in ("redis", "rediss"):
-        if not urlsplit(url).hostname:
-            raise StoreError(
-                f"online store URL {redact_url(url)!r}: expected {scheme}://HOST:PORT/DB"
-            )
+        _check_redis_url(url, scheme)
         return RedisOnlineStore(RedisConfig(url))
     if scheme in ("redis+cluster", "rediss+cluster"):
         return RedisClusterOnlineStore(RedisConfig(url))
@@ -48,3 +48,22 @@ def open_online_store(url: str) -> OnlineStore:
         f"online store URL {redact_url(url)!r}: unsupported scheme {scheme!r}; expected one of "
         + ", ".join(SCHEMES)
     )
+
+
+def _check_redis_url(url: str, scheme: str) -> None:
+    """A host, a port that is a number (or none: 6379) and a database that is a number.
+
+    Raises:
+        StoreError: naming the part that is wrong, with the password redacted.
+    """
+    shown = f"online store URL {redact_url(url)!r}"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsed on access: "Port could not be cast to integer"
+    except ValueError as err:
+        raise StoreError(f"{shown}: {err}; expected {scheme}://HOST:PORT/DB") from None
+    if not parts.hostname:
+        raise StoreError(f"{shown}: expected {scheme}://HOST:PORT/DB")
+    database = parts.path.strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise StoreError(f"{shown}: the database {database!r} is not a number")
