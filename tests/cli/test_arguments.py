@@ -67,16 +67,44 @@ def test_ray_is_imported_only_on_the_ray_path() -> None:
     [
         (["serve", "--registry-only"], "--registry-only needs --registry-uri"),
         (["serve"], "serve needs a repo file (or --registry-only)"),
-        (["serve", "r.yaml", "--workers", "0"], "--workers must be at least 1"),
+        (["serve", "r.yaml", "--workers", "0"], "argument --workers: 0: must be at least 1"),
         (
             ["materialize", "r.yaml", "--start", "x", "--end", "y", "--batch-rows", "0"],
-            "--batch-rows",
+            "argument --batch-rows: 0: must be at least 1",
         ),
-        (["verify", "r.yaml", "--target", "t", "--sample", "0"], "--sample must be at least 1"),
+        (
+            ["verify", "r.yaml", "--target", "t", "--sample", "0"],
+            "argument --sample: 0: must be at least 1",
+        ),
         (["serve", "r.yaml", "--cache-ttl-ms", "10"], "--cache-ttl-ms and --cache-mb bound a near"),
-        (["serve", "r.yaml", "--cache-entries", "-1"], "--cache-entries must be 0"),
-        (["serve", "r.yaml", "--cache-entries", "9", "--cache-mb", "0"], "--cache-mb must be"),
-        (["serve", "r.yaml", "--cache-entries", "9", "--cache-ttl-ms", "0"], "--cache-ttl-ms must"),
+        (["serve", "r.yaml", "--cache-entries", "-1"], "argument --cache-entries: -1: must be at"),
+        (["serve", "r.yaml", "--cache-mb", "0"], "argument --cache-mb: 0: must be above 0"),
+        (["serve", "r.yaml", "--cache-ttl-ms", "nan"], "argument --cache-ttl-ms: 'nan' is not a"),
+        # Each of these was accepted: a port past 65535 wrapped (99999 listened on 34463), 0
+        # entity rows or a 0 ms store timeout failed every call, 'nan' broke the drain.
+        (["serve", "r.yaml", "--port", "99999"], "argument --port: 99999 is not a port"),
+        (["serve", "r.yaml", "--port", "-5"], "argument --port: -5 is not a port (0 to 65535)"),
+        (["serve", "r.yaml", "--metrics-port", "70000"], "argument --metrics-port: 70000 is not"),
+        (
+            ["serve", "r.yaml", "--metrics-port", "65535", "--workers", "2"],
+            "--metrics-port 65535 with --workers 2: worker I listens on PORT+I, past 65535",
+        ),
+        (["serve", "r.yaml", "--webhook-port", "x"], "argument --webhook-port: 'x' is not a whole"),
+        (["serve", "r.yaml", "--max-entity-rows", "0"], "argument --max-entity-rows: 0: must be"),
+        (["serve", "r.yaml", "--store-timeout-ms", "0"], "argument --store-timeout-ms: 0: must"),
+        (
+            ["serve", "r.yaml", "--store-reads-in-flight", "-1"],
+            "argument --store-reads-in-flight: -1",
+        ),
+        (["serve", "r.yaml", "--grace-s", "nan"], "argument --grace-s: 'nan' is not a finite"),
+        (["serve", "r.yaml", "--max-push-future-s", "-1"], "argument --max-push-future-s: -1"),
+        (["serve", "r.yaml", "--poll-interval-s", "0"], "argument --poll-interval-s: 0: must be"),
+        (
+            ["serve", "r.yaml", "--access-log-sample", "2"],
+            "argument --access-log-sample: 2: must be",
+        ),
+        (["get", "--target", "t", "--timeout-s", "inf"], "argument --timeout-s: 'inf' is not a"),
+        (["health", "--target", "t", "--timeout-s", "0"], "argument --timeout-s: 0: must be above"),
     ],
 )
 def test_bad_combinations_are_usage_errors(argv: list[str], message: str) -> None:

@@ -156,3 +156,27 @@ def test_a_source_path_may_not_leave_the_offline_root(path: str) -> None:
 def test_source_paths_below_the_root_are_fine(path: str) -> None:
     text = SAMPLE_TEXT.replace("path: user_stats", f"path: '{path}'", 1)
     assert parse_repo(text, "repo.yaml").view("user_stats").source.path == path
+
+
+@pytest.mark.parametrize(
+    ("root", "said"),
+    [
+        ("gs://bucket/data", "the offline store is a local folder or s3://BUCKET/PREFIX"),
+        ("hdfs://name/data", "the offline store is a local folder or s3://BUCKET/PREFIX"),
+        ("s3://", "expected s3://BUCKET/PREFIX"),
+        ("s3://KEY:root-secret@/data", "'s3://KEY:***@/data': expected s3://BUCKET/PREFIX"),
+    ],
+)
+def test_an_offline_root_ferry_cannot_read_is_a_problem(root: str, said: str) -> None:
+    """gs:// passed and then validate hung on the network; no bucket gave a problem per view."""
+    text = SAMPLE_TEXT.replace("root: data", f"root: '{root}'", 1)
+    (found,) = problems(text)
+    assert "offline_store.root: " in found
+    assert said in found
+    assert "root-secret" not in found
+
+
+@pytest.mark.parametrize("root", ["data", "/abs/data", "s3://bucket", "s3://bucket/a/b"])
+def test_local_and_s3_offline_roots_are_fine(root: str) -> None:
+    text = SAMPLE_TEXT.replace("root: data", f"root: '{root}'", 1)
+    assert parse_repo(text, "/repo/features.yaml").offline_root.endswith(root.lstrip("."))

@@ -531,6 +531,18 @@ def test_an_unreachable_store_fails_fast_with_one_message(data: Path) -> None:
             "unsupported scheme 'mysql'",
         ),
         (
+            ["materialize-incremental", "--end", "now", "--offline-root", "gs://bucket/data"],
+            "--offline-root 'gs://bucket/data': the offline store is a local folder or s3://",
+        ),
+        (
+            ["materialize", "--start", "2026-01-01", "--end", "9999-12-31T23:59:59Z"],
+            "--end 9999-12-31T23:59:59Z is in the future (more than 300 s ahead",
+        ),
+        (
+            ["materialize-incremental", "--end", "2999-01-01"],
+            "--end 2999-01-01T00:00:00Z is in the future",
+        ),
+        (
             ["materialize-incremental", "--end", "2026-01-01", "--online-store", "redis://h:x/0"],
             "online store URL 'redis://h:x/0': Port could not be cast to integer value",
         ),

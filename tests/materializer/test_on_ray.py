@@ -164,8 +164,11 @@ def test_an_unreachable_ray_cluster_is_named_at_once(data: Path, tmp_path: Path)
     [
         (["--shards", "4"], "--shards needs --ray"),
         (["--ray"], "--ray needs --shards N"),
-        (["--ray", "--shards", "0"], "--shards must be at least 1"),
-        (["--ray", "--shards", "2", "--shard-retries", "-1"], "--shard-retries must be at least 0"),
+        (["--ray", "--shards", "0"], "argument --shards: 0: must be at least 1"),
+        (
+            ["--ray", "--shards", "2", "--shard-retries", "-1"],
+            "--shard-retries: -1: must be at least 0",
+        ),
         (["--ray", "--shards", "2", "--shard", "0/2"], "choose one"),
     ],
 )

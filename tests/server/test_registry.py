@@ -29,6 +29,7 @@ from ferry.client import (
 )
 from ferry.client._errors import from_rpc_error
 from ferry.server import FerryServer, ServerConfig
+from ferry.server.errors import RegistryError
 from ferry.server.registry import WebhookReceiver, signature_ok
 from tests.server.conftest import start_server
 from tests.server.mlflow_fixtures import MODEL, MlflowServer, register_versions
@@ -173,6 +174,22 @@ def sign(secret: str, delivery: str, timestamp: str, body: bytes) -> str:
         secret.encode(), f"{delivery}.{timestamp}.".encode() + body, hashlib.sha256
     ).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("nope://ferry:registry-pw@host", "unsupported URI 'nope://ferry:***@host'"),
+        ("http://ferry:registry-pw@[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_registry_uri_mlflow_cannot_use_is_one_clear_error(uri: str, said: str) -> None:
+    """They were MLflow's exception (or a ValueError) as a traceback at start."""
+    with pytest.raises(RegistryError) as caught:
+        open_registry(RegistryConfig(uri, poll_interval_s=1.0))
+    assert said in str(caught.value)
+    assert str(caught.value).startswith("model registry ")
+    assert "registry-pw" not in str(caught.value)
 
 
 def test_signature_check() -> None:

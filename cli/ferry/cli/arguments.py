@@ -12,7 +12,9 @@ checked against it by a test.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 ONLINE_STORE_ENV = "FERRY_ONLINE_STORE"
@@ -79,39 +81,92 @@ def _problem(args: argparse.Namespace) -> str | None:
             return "--registry-only needs --registry-uri"
         if not args.registry_only and not args.repo_file:
             return "serve needs a repo file (or --registry-only)"
-        if args.workers < 1:
-            return "--workers must be at least 1"
-        if not 0 <= args.access_log_sample <= 1:
-            return "--access-log-sample must be between 0 and 1"
+        if args.metrics_port and args.metrics_port + args.workers - 1 > MAX_PORT:
+            return (
+                f"--metrics-port {args.metrics_port} with --workers {args.workers}: worker I "
+                f"listens on PORT+I, past {MAX_PORT}"
+            )
         return _cache_problem(args)
     if args.command in ("materialize", "materialize-incremental"):
-        if args.batch_rows < 1:
-            return "--batch-rows must be at least 1"
-        if args.max_held_rows < 0:
-            return "--max-held-rows must be 0 (write every batch) or more"
         if args.shard is not None and (args.ray is not None or args.shards is not None):
             return "--shard runs one shard, --ray --shards N all of them: choose one"
         if args.shard is not None:
             return _shard_problem(args.shard, args.end)
         if args.ray is not None or args.shards is not None:
             return _ray_problem(args)
-    if args.command == "verify" and args.sample < 1:
-        return "--sample must be at least 1"
     if args.command in ("get", "verify", "health") and bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
     return None
 
 
 def _cache_problem(args: argparse.Namespace) -> str | None:
-    if args.cache_entries < 0:
-        return "--cache-entries must be 0 (no near cache) or more"
     if not args.cache_entries and (args.cache_ttl_ms is not None or args.cache_mb is not None):
         return "--cache-ttl-ms and --cache-mb bound a near cache: turn it on with --cache-entries"
-    if args.cache_ttl_ms is not None and args.cache_ttl_ms <= 0:
-        return "--cache-ttl-ms must be positive"
-    if args.cache_mb is not None and args.cache_mb <= 0:
-        return "--cache-mb must be positive"
     return None
+
+
+MAX_PORT = 65_535
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535: past it the kernel wraps the number (99999
+    listened on 34463)."""
+    number = _integer(text)
+    if not 0 <= number <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to {MAX_PORT})")
+    return number
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An integer of at least ``minimum`` (0 where 0 turns a thing off)."""
+
+    def parse_count(text: str) -> int:
+        number = _integer(text)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {minimum}")
+        return number
+
+    return parse_count
+
+
+def seconds(positive: bool) -> Callable[[str], float]:
+    """A finite number, above 0 if ``positive`` else at least 0 (also for ms and MiB):
+    'nan' and 'inf' parse as floats but bound nothing."""
+
+    def parse_number(text: str) -> float:
+        number = _finite(text)
+        if number < 0 or (positive and number == 0):
+            raise argparse.ArgumentTypeError(
+                f"{text}: must be {'above' if positive else 'at least'} 0"
+            )
+        return number
+
+    return parse_number
+
+
+def fraction(text: str) -> float:
+    """A finite number from 0 to 1."""
+    number = _finite(text)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be between 0 and 1")
+    return number
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _finite(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return number
 
 
 def shard_of(text: str) -> tuple[int, int]:
@@ -146,10 +201,6 @@ def _ray_problem(args: argparse.Namespace) -> str | None:
         return "--shards needs --ray (or run each shard yourself with --shard I/N)"
     if args.shards is None:
         return "--ray needs --shards N"
-    if args.shards < 1:
-        return "--shards must be at least 1"
-    if args.shard_retries < 0:
-        return "--shard-retries must be at least 0"
     return None  # --end now is fine: the driver reads the clock once and plans every shard
 
 
@@ -250,13 +301,13 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", help="comma-separated view names (default: all)")
     parser.add_argument(
         "--batch-rows",
-        type=int,
+        type=count(1),
         default=BATCH_ROWS,
         help=f"rows reduced and written together (default {BATCH_ROWS})",
     )
     parser.add_argument(
         "--max-held-rows",
-        type=int,
+        type=count(0),
         default=MAX_HELD_ROWS,
         help="most encoded rows of a view held, the newest per key, before they are written "
         f"(each key written once where they fit; default {MAX_HELD_ROWS}, ~80 MB of fraud "
@@ -278,10 +329,10 @@ def _materialize_common(parser: argparse.ArgumentParser) -> None:
         "or ray://HOST:PORT); without ADDRESS, the cluster $RAY_ADDRESS names or `ray start` "
         "last started here, else a local one for this run. Needs --shards",
     )
-    ray.add_argument("--shards", type=int, metavar="N", help="how many shards (with --ray)")
+    ray.add_argument("--shards", type=count(1), metavar="N", help="how many shards (with --ray)")
     ray.add_argument(
         "--shard-retries",
-        type=int,
+        type=count(0),
         default=2,
         metavar="K",
         help="submit a failed shard again up to K times (default 2)",
@@ -349,13 +400,13 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--poll-interval-s",
-        type=float,
+        type=seconds(positive=True),
         default=1.0,
         help="how often models in use are re-read from MLflow (default 1)",
     )
     parser.add_argument(
         "--webhook-port",
-        type=int,
+        type=port,
         help="run an MLflow webhook receiver on "
         "this port (0: any free one) for changes within ~0.1 s",
     )
@@ -395,7 +446,7 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         help="serve Prometheus metrics on this port (with --workers N, worker I on PORT+I)",
     )
     parser.add_argument(
@@ -412,19 +463,19 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--access-log-sample",
-        type=float,
+        type=fraction,
         default=0.0,
         help="fraction of successful RPCs to log, beside every failed one (default 0)",
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port,
         default=DEFAULT_PORT,
         help=f"port, 0 for any free one (default {DEFAULT_PORT})",
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=count(1),
         default=1,
         help="server processes sharing the port (SO_REUSEPORT). Default 1: the kernel "
         "spreads connections, not calls, so extra processes only help when several client "
@@ -432,19 +483,19 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--max-entity-rows",
-        type=int,
+        type=count(1),
         default=MAX_ENTITY_ROWS,
         help=f"entity rows per request (default {MAX_ENTITY_ROWS})",
     )
     parser.add_argument(
         "--store-timeout-ms",
-        type=int,
+        type=count(1),
         default=STORE_TIMEOUT_MS,
         help=f"bound on one store call (default {STORE_TIMEOUT_MS})",
     )
     parser.add_argument(
         "--store-reads-in-flight",
-        type=int,
+        type=count(0),
         default=None,
         help="natural batching: most store reads at once; requests arriving meanwhile share "
         "the next read. 0 turns batching off. Default: the store's own (0 for SQLite and "
@@ -452,7 +503,7 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--cache-entries",
-        type=int,
+        type=count(0),
         default=0,
         help="near cache: keep up to this many recently read rows in memory (default 0: "
         "none). On Redis it is kept exact by Redis's invalidations; other stores need "
@@ -460,13 +511,13 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--cache-mb",
-        type=float,
+        type=seconds(positive=True),
         default=None,
         help=f"near cache: most memory for keys and rows (default {CACHE_MB:g})",
     )
     parser.add_argument(
         "--cache-ttl-ms",
-        type=float,
+        type=seconds(positive=True),
         default=None,
         help="near cache: serve a cached row at most this long after it was read; required "
         "for stores without invalidations (SQLite, DynamoDB), where it is how "
@@ -474,7 +525,7 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--max-push-future-s",
-        type=float,
+        type=seconds(positive=False),
         default=MAX_PUSH_FUTURE_S,
         help="how far past this server's clock a pushed timestamp may be (default "
         f"{MAX_PUSH_FUTURE_S:g}); later rows are refused",
@@ -482,7 +533,7 @@ def _serve(commands: _Commands) -> None:
     _legacy_keys_argument(parser)
     parser.add_argument(
         "--grace-s",
-        type=float,
+        type=seconds(positive=False),
         default=10.0,
         help="time calls in flight get to finish on SIGTERM (default 10)",
     )
@@ -508,7 +559,9 @@ def _get(commands: _Commands) -> None:
         help="values of one join key; repeat per join key",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
-    parser.add_argument("--timeout-s", type=float, default=5.0, help="per-call timeout")
+    parser.add_argument(
+        "--timeout-s", type=seconds(positive=True), default=5.0, help="per-call timeout"
+    )
     parser.set_defaults(run="ferry.cli.get:run")
 
 
@@ -524,7 +577,9 @@ def _health(commands: _Commands) -> None:
         help="the service to ask about (default: the server; or ferry.api.serving.v1."
         "ServingService, which is NOT_SERVING while the online store is unreachable)",
     )
-    parser.add_argument("--timeout-s", type=float, default=3.0, help="call timeout")
+    parser.add_argument(
+        "--timeout-s", type=seconds(positive=True), default=3.0, help="call timeout"
+    )
     parser.set_defaults(run="ferry.cli.health:run")
 
 
@@ -558,7 +613,7 @@ def _verify(commands: _Commands) -> None:
     )
     _repo_arguments(parser)
     _client_arguments(parser)
-    parser.add_argument("--sample", type=int, default=1000, help="entities per view")
+    parser.add_argument("--sample", type=count(1), default=1000, help="entities per view")
     parser.add_argument(
         "--at", help="ISO 8601 instant (default: each view's watermark, read from the online store)"
     )

@@ -12,8 +12,9 @@ from ferry.cli import pushgateway
 from ferry.cli.arguments import shard_of
 from ferry.cli.compose import open_store
 from ferry.cli.settings import load, online_store_url
+from ferry.core.errors import InvalidValueError
 from ferry.core.repo import FeatureRepo
-from ferry.core.timestamps import format_micros, parse_instant
+from ferry.core.timestamps import format_micros, now_micros, parse_instant
 from ferry.materializer import (
     REPORT_COUNTS,
     JobConfig,
@@ -32,18 +33,41 @@ Planner = Callable[[dict[str, int]], list[ViewPlan]]
 """Turns the stored watermarks into the plans to run."""
 
 
+MAX_END_AHEAD_S = 300
+"""How far past the clock ``--end`` may lie (clocks of job and data differ a little)."""
+
+
 def run_window(args: argparse.Namespace) -> int:
     repo = load(args)
     views = select_views(repo, _names(args.views))
-    plans = plan_window(views, parse_instant(args.start), parse_instant(args.end))
+    plans = plan_window(views, parse_instant(args.start), _end(args.end))
     return _dispatch(args, repo, lambda _: plans)
 
 
 def run_incremental(args: argparse.Namespace) -> int:
     repo = load(args)
     views = select_views(repo, _names(args.views))
-    end = parse_instant(args.end)
+    end = _end(args.end)
     return _dispatch(args, repo, lambda marks: plan_incremental(views, marks, end))
+
+
+def _end(text: str) -> int:
+    """``--end``, refused when it lies ahead of the clock: rows stamped in the future would
+    win every later write, and watermarks at that end would make later incremental runs
+    skip the rows that arrive meanwhile.
+
+    Raises:
+        InvalidValueError: not an instant, or later than now plus ``MAX_END_AHEAD_S``.
+    """
+    end = parse_instant(text)
+    if end > now_micros() + MAX_END_AHEAD_S * 1_000_000:
+        raise InvalidValueError(
+            f"--end {format_micros(end)} is in the future (more than {MAX_END_AHEAD_S} s "
+            "ahead of this machine's clock): rows stamped later than now would be stored and "
+            "win every later write, and watermarks there would skip rows that arrive "
+            "meanwhile; use --end now or an instant in the past"
+        )
+    return end
 
 
 def _dispatch(args: argparse.Namespace, repo: FeatureRepo, planner: Planner) -> int:

@@ -14,7 +14,7 @@ from ferry.cli.arguments import OFFLINE_ROOT_ENV, ONLINE_STORE_ENV
 from ferry.client import ClientTls, FerryClient
 from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
-from ferry.core.repo_file import load_repo
+from ferry.core.repo_file import load_repo, offline_root_problem
 
 
 def load(args: argparse.Namespace) -> FeatureRepo:
@@ -22,6 +22,10 @@ def load(args: argparse.Namespace) -> FeatureRepo:
     repo = load_repo(args.repo_file)
     root = args.offline_root or os.environ.get(OFFLINE_ROOT_ENV)
     if root:
+        problem = offline_root_problem(root)
+        if problem:
+            given = "--offline-root" if args.offline_root else f"${OFFLINE_ROOT_ENV}"
+            raise FerryError(f"{given} {problem}")
         repo = dataclasses.replace(
             repo, offline_root=root if "://" in root else os.path.abspath(root)
         )

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from ferry.core.errors import InvalidValueError, Problem, RepoError, UnknownReferenceError
+from ferry.core.redaction import redact_url
 from ferry.core.repo import (
     Entity,
     Feature,
@@ -228,6 +229,10 @@ class _Reader:
         if fields is None:
             return None
         root = self.text(fields.get("root"), "offline_store.root")
+        problem = None if root is None else offline_root_problem(root)
+        if problem:
+            self.problem(fields.get("root"), "offline_store.root", problem)
+            return None
         if root is None or "://" in root:
             return root
         return str((self.base / root).resolve())
@@ -430,6 +435,20 @@ class _Reader:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def offline_root_problem(root: str) -> str | None:
+    """What is wrong with an offline root, if anything: Ferry reads local folders and S3
+    (other schemes pyarrow knows, such as gs://, were tried and hung on the network)."""
+    scheme, sep, rest = root.partition("://")
+    if not sep:
+        return None
+    shown = redact_url(root)
+    if scheme != "s3":
+        return f"{shown!r}: the offline store is a local folder or s3://BUCKET/PREFIX"
+    if not rest.split("/", 1)[0].rpartition("@")[2]:
+        return f"{shown!r}: expected s3://BUCKET/PREFIX"
+    return None
 
 
 def _inside_root(source_path: str) -> bool:

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ferry.core.redaction import redact_url
-from ferry.server.errors import RegistryUnavailableError, UnknownModelError
+from ferry.server.errors import RegistryError, RegistryUnavailableError, UnknownModelError
 from ferry.server.registry.model_registry import ModelSnapshot, ModelVersionInfo
 
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
@@ -22,6 +22,8 @@ class MlflowSource:
     ``http://host:port``)."""
 
     def __init__(self, tracking_uri: str) -> None:
+        """Raises:
+        RegistryError: MLflow cannot use the URI (its scheme, or its form)."""
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
         # Optional, heavy dependency: imported only when a registry is configured.
@@ -29,7 +31,12 @@ class MlflowSource:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        except (MlflowException, ValueError) as err:  # an unknown scheme, a bracket left open
+            shown = redact_url(tracking_uri)
+            said = str(getattr(err, "message", err)).replace(tracking_uri, shown)
+            raise RegistryError(f"model registry {shown!r} cannot be used: {said}") from None
         self._error = MlflowException
 
     def snapshot(self, name: str, extra_versions: frozenset[int]) -> ModelSnapshot:
