@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import pytest
+from aiobotocore.session import get_session
 
-from ferry.client import AsyncFerryClient, InvalidArgumentError
-from ferry.core import FeatureRepo
+from ferry.client import AsyncFerryClient, InvalidArgumentError, RpcError
+from ferry.core import FeatureRepo, encode_key
 from ferry.core.timestamps import format_micros
 from ferry.server import FerryServer
-from ferry.stores import DynamoOnlineStore
+from ferry.stores import DynamoOnlineStore, ViewTable, storage_key
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
 from tests.server.test_consistency import check_training_equals_serving
@@ -124,3 +126,31 @@ async def test_a_push_never_blanks_on_dynamodb(dynamodb_server: FerryServer) -> 
         "user_stats:txn_count_7d": [7],
         "user_stats:last_country": ["NO"],
     }
+
+
+async def test_an_item_written_by_something_else_is_data_loss_for_its_key(
+    dynamodb_server: FerryServer, loaded_dynamodb: str, moto_server: MotoServer
+) -> None:
+    """Items whose row attribute is missing or not binary (another writer's, in the same
+    table) were a KeyError, INTERNAL; now DATA_LOSS naming the entity, as for a row that
+    does not decode, and the other keys are served as ever."""
+    table = loaded_dynamodb.split("://")[1].split("?")[0]
+    key = storage_key(ViewTable("fraud", "user_stats", 0), encode_key([990_101]))
+    other = storage_key(ViewTable("fraud", "user_stats", 0), encode_key([990_102]))
+    async with get_session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url=moto_server.endpoint
+    ) as client:
+        await client.put_item(TableName=table, Item={"k": {"B": key}, "v": {"S": "text"}})
+        await client.put_item(TableName=table, Item={"k": {"B": other}, "exp": {"N": "1e30"}})
+    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
+        for user in (990_101, 990_102):
+            with pytest.raises(RpcError) as caught:
+                await client.get_online_features(
+                    entities={"user_id": [1, user]}, features=["user_stats:txn_count_7d"]
+                )
+            assert caught.value.code is grpc.StatusCode.DATA_LOSS
+            assert caught.value.metadata == {"feature_view": "user_stats", "entity": str(user)}
+        fine = await client.get_online_features(
+            entities={"user_id": [1, 2]}, features=["user_stats:txn_count_7d"]
+        )
+    assert fine.row_count == 2

@@ -311,10 +311,12 @@ class DynamoOnlineStore:
                 await asyncio.sleep(_backoff_s(attempt))
             reply = await self._call(client.batch_get_item, RequestItems=pending)
             for item in reply.get("Responses", {}).get(self.config.table, []):
-                expires = item.get("exp")
-                if expires is not None and float(expires["N"]) <= now_s:
+                if _expired(item, now_s):
                     continue  # expired; DynamoDB has not deleted it yet
-                found[bytes(item["k"]["B"])] = bytes(item["v"]["B"])
+                row = item.get("v", {}).get("B")
+                # An item written by something else (no binary 'v') is answered as a row
+                # that does not decode: the server reports it for its key, never serves it.
+                found[bytes(item["k"]["B"])] = bytes(row) if isinstance(row, bytes) else b""
             pending = reply.get("UnprocessedKeys") or {}
             attempt += 1
         return found
@@ -420,6 +422,15 @@ class DynamoOnlineStore:
 
 class _ConditionFailedError(Exception):
     """A conditional write found a row as new or newer (or a higher watermark)."""
+
+
+def _expired(item: dict[str, Any], now_s: float) -> bool:
+    """Whether an item's TTL attribute has passed. One that is not a number does not count:
+    the server still holds every row to its view's TTL by the row's own event time."""
+    try:
+        return float(item["exp"]["N"]) <= now_s
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _backoff_s(attempt: int) -> float:
