@@ -4,6 +4,7 @@ runs that overlap or are killed, and clear errors for a missing table or bucket.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from aiobotocore.session import get_session
 from ferry.core import Feature, FeatureRepo, RowCodec, ValueType, encode_key, load_repo
 from ferry.core.errors import StoreUnavailableError
 from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable
+from ferry.stores.dynamodb import StoreTableMissingError
 from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
 from tests.e2e.test_materialize import END1, snapshot, watermarks
 from tests.services import MotoServer, free_port, put_s3_objects, start_moto, upload_to_s3
@@ -113,6 +115,28 @@ def test_a_missing_table_is_one_clear_message(moto_server: MotoServer, s3_root: 
     error = failed_materialization(s3_root, moto_server.dynamodb_url("never-created"))
     assert "DynamoDB table 'never-created'" in error
     assert "does not exist: create it with 'ferry init-store" in error
+
+
+async def test_a_missing_table_costs_no_client_per_attempt(moto_server: MotoServer) -> None:
+    """Every health probe tries again while the table is missing; each attempt left its
+    client (a connection pool, with sockets against a keep-alive endpoint) open until the
+    store closed."""
+    from aiobotocore.client import AioBaseClient
+
+    store = DynamoOnlineStore(DynamoConfig.from_url(moto_server.dynamodb_url("never-made")))
+
+    def clients() -> int:
+        gc.collect()
+        return sum(1 for thing in gc.get_objects() if isinstance(thing, AioBaseClient))
+
+    try:
+        before = clients()
+        for _ in range(10):
+            with pytest.raises(StoreTableMissingError):
+                await store.ping()
+        assert clients() - before <= 1
+    finally:
+        await store.close()
 
 
 def test_a_wrong_endpoint_or_region_is_one_clear_message(

@@ -137,3 +137,27 @@ async def test_the_server_drains_after_faults(proxied: tuple[FaultProxy, FerrySe
     with pytest.raises(grpc.aio.AioRpcError):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             await channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=0.5)
+
+
+async def test_health_logs_each_new_cause_of_an_outage_once(
+    proxied: tuple[FaultProxy, FerryServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first probe that timed out used to be the only line of an outage, whatever came
+    after (a DynamoDB table found missing said "ping timed out" for good); one line per
+    probe would flood the log instead."""
+    proxy, server = proxied
+    caplog.set_level("INFO", logger="ferry.server")
+    await proxy.set_mode("blackhole")
+    await wait_for_health(server.port, health_pb2.HealthCheckResponse.NOT_SERVING, 3)
+    await asyncio.sleep(4 * HEALTH_INTERVAL_S)
+    await proxy.set_mode("refuse")
+    await asyncio.sleep(4 * HEALTH_INTERVAL_S)
+    await proxy.set_mode("pass")
+    await wait_for_health(server.port, health_pb2.HealthCheckResponse.SERVING, 3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health: ")]
+    down = [line for line in lines if line.startswith("health: NOT_SERVING")]
+    assert "health: NOT_SERVING (ping timed out)" in down, lines
+    # And refused: one line of that cause (reset or refused: both STORE_UNAVAILABLE).
+    assert any(line.startswith("health: NOT_SERVING (redis at 127.0.0.1:") for line in down)
+    assert len(down) <= 3, lines  # perhaps "a request failed" too
+    assert lines[-1] == "health: SERVING (the online store answers)"

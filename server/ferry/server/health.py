@@ -34,6 +34,7 @@ class StoreHealth:
         self.services = ["", *services]
         self.interval_s = interval_s
         self.serving: bool | None = None
+        self._causes_logged: set[str] = set()  # of this spell of NOT_SERVING
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -44,7 +45,9 @@ class StoreHealth:
     def store_down(self) -> None:
         """A request found the store unreachable: report it now and re-probe soon."""
         if self.serving is not False and self._task is not None:
-            asyncio.get_running_loop().create_task(self._publish(False, "a request failed"))
+            asyncio.get_running_loop().create_task(
+                self._publish(False, "a request failed", "REQUEST_FAILED")
+            )
         self._wake.set()
 
     async def drain(self) -> None:
@@ -68,25 +71,34 @@ class StoreHealth:
     async def _probe(self) -> None:
         try:
             await asyncio.wait_for(self.store.ping(), max(self.interval_s, 0.2))
-        except (FerryError, TimeoutError) as err:
-            await self._publish(False, str(err) or "ping timed out")
+        except FerryError as err:
+            await self._publish(False, str(err), err.reason)
+        except TimeoutError:
+            await self._publish(False, "ping timed out", "PING_TIMED_OUT")
         except Exception as err:
             # Whatever a store raises, the probe goes on: a dead probe would leave the
             # server NOT_SERVING for good after the store recovers.
             log.exception("health: the store's ping raised an unexpected error")
-            await self._publish(False, f"unexpected {type(err).__name__}: {err}")
+            await self._publish(False, f"unexpected {type(err).__name__}: {err}", "UNEXPECTED")
         else:
             await self._publish(True, "the online store answers")
 
-    async def _publish(self, serving: bool, why: str) -> None:
-        if serving == self.serving:
+    async def _publish(self, serving: bool, why: str, cause: str = "") -> None:
+        """Publish a change, and log it; while NOT_SERVING, log each new cause once too (a
+        first probe that timed out hid that the table was missing, say), so an outage is
+        a few lines, not one per probe."""
+        changed = serving != self.serving
+        if not changed and (serving or cause in self._causes_logged):
             return
-        self.serving = serving
+        self._causes_logged = set() if serving else {*self._causes_logged, cause}
         log.log(
             logging.INFO if serving else logging.WARNING,
             "health: %s (%s)",
             "SERVING" if serving else "NOT_SERVING",
             why,
         )
+        if not changed:
+            return
+        self.serving = serving
         for service in self.services:
             await self.servicer.set(service, SERVING if serving else NOT_SERVING)

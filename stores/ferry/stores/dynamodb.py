@@ -329,15 +329,23 @@ class DynamoOnlineStore:
                 # Imported here: botocore comes with the optional aiobotocore dependency.
                 from botocore.exceptions import NoRegionError
 
+                # Kept only once its table checks out: a client left open per failed
+                # attempt (one per health probe while the table is missing) leaked sockets.
+                opened = contextlib.AsyncExitStack()
                 try:
-                    client = await self._exit.enter_async_context(self._session_client())
+                    client = await opened.enter_async_context(self._session_client())
+                    if check:
+                        await self._check_schema(client)
                 except NoRegionError:  # a configuration error: say what to set
+                    await opened.aclose()
                     raise StoreRegionMissingError(
                         f"{self._where}: no AWS region: add ?region=R to the store URL or "
                         "set AWS_REGION"
                     ) from None
-                if check:
-                    await self._check_schema(client)
+                except BaseException:
+                    await opened.aclose()
+                    raise
+                await self._exit.enter_async_context(opened)
                 self._client = client
         return self._client
 
