@@ -18,7 +18,7 @@ from aiobotocore.session import get_session
 from ferry.client import AsyncFerryClient, InvalidArgumentError, RpcError
 from ferry.core import FeatureRepo, encode_key
 from ferry.core.timestamps import format_micros
-from ferry.server import FerryServer
+from ferry.server import FerryServer, Limits
 from ferry.stores import DynamoOnlineStore, ViewTable, storage_key
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
@@ -51,7 +51,9 @@ def loaded_dynamodb(s3_served_data: str, moto_server: MotoServer) -> str:
 
 @pytest.fixture
 async def dynamodb_server(loaded_dynamodb: str) -> AsyncIterator[FerryServer]:
-    running = await start_server(loaded_dynamodb)
+    # moto answers a BatchGetItem in ~10 ms idle, past 1 s on a busy machine: the 1 s store
+    # timeout meant for DynamoDB failed the equality checks here.
+    running = await start_server(loaded_dynamodb, limits=Limits(store_timeout_s=10.0))
     yield running
     await running.stop(0)
 

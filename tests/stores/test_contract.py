@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from ferry.core import Feature, RowCodec, ValueType, encode_key
 from ferry.core.errors import StoreError, StoreUnavailableError, UnknownSchemaError
 from ferry.core.timestamps import now_micros
 from ferry.stores import (
+    DynamoOnlineStore,
     OnlineStore,
     ReadRequest,
     ViewTable,
@@ -72,6 +74,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         url = request.getfixturevalue(f"{backend}_url")
     opened = open_online_store(url)
+    if isinstance(opened, DynamoOnlineStore):
+        # moto is one Python process: on a busy machine a reply (of 100 items under 100
+        # concurrent BatchGetItems) took longer than the 2 s meant for DynamoDB itself.
+        opened.config = dataclasses.replace(opened.config, read_timeout_s=30.0)
     if request.param.startswith("legacy_"):
         opened = LegacyKeysStore(opened)
     elif backend != request.param:
