@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferry.client.training import EVENT_TIMESTAMP_SUFFIX, get_training_frame
-from ferry.core import FeatureRepo, InvalidValueError, UnknownFeatureServiceError, load_repo
+from ferry.core import (
+    FeatureRepo,
+    InvalidValueError,
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+    load_repo,
+)
 from tests.e2e.fraud import DAY, SAMPLE_REPO, as_stored, generate, source_rows
 
 END = 1_767_398_400_000_000  # 2026-01-03T00:00:00Z, within the data's days
@@ -151,6 +157,23 @@ def test_bad_training_requests(repo: FeatureRepo) -> None:
         get_training_frame(repo, entities, features=["user_stats:*"], timestamp_column="ts")
     with pytest.raises(InvalidValueError, match="exactly one of"):
         get_training_frame(repo, entities)
+    # Each of these was a pyarrow exception (or a frame with two columns of one name):
+    # the rules are serving's (a feature asked twice) and the view's (a key's type).
+    with pytest.raises(UnknownFeatureError, match="features requested twice: user_stats:is_pr"):
+        get_training_frame(repo, entities, features=["user_stats:*", "user_stats:is_premium"])
+    text_keys = entities.set_column(0, "user_id", pa.array(["1"]))
+    with pytest.raises(InvalidValueError, match="column 'user_id' is string; feature view 'user"):
+        get_training_frame(repo, text_keys, features=["user_stats:*"])
+    labelled = entities.append_column("user_stats:is_premium", pa.array([True]))
+    with pytest.raises(InvalidValueError, match="already has a column named 'user_stats:is_pr"):
+        get_training_frame(repo, labelled, features=["user_stats:is_premium"])
+    stamped = entities.append_column("user_stats:__event_timestamp", pa.array([1]))
+    with pytest.raises(InvalidValueError, match="named 'user_stats:__event_timestamp'"):
+        get_training_frame(
+            repo, stamped, features=["user_stats:is_premium"], include_event_timestamps=True
+        )
+    narrow = entities.set_column(0, "user_id", pa.array([1], pa.int32()))
+    assert get_training_frame(repo, narrow, features=["user_stats:*"]).num_rows == 1
 
 
 def test_training_frame_cli(repo: FeatureRepo, data: Path, tmp_path: Path) -> None:
@@ -203,3 +226,24 @@ def test_training_frame_cli(repo: FeatureRepo, data: Path, tmp_path: Path) -> No
     )
     assert bad.returncode == 1
     assert "none.parquet" in bad.stderr
+    (tmp_path / "junk.parquet").write_bytes(b"\x00\x01")
+    for entities, out_path, said in [
+        (tmp_path / "junk.parquet", out, "cannot read the entity table "),
+        (data / "transactions.parquet", tmp_path / "no" / "t.parquet", "cannot write --out "),
+        (data / "transactions.parquet", tmp_path, "cannot write --out "),
+    ]:
+        failed = subprocess.run(
+            [
+                *[sys.executable, "-m", "ferry.cli.main", "training-frame", str(SAMPLE_REPO)],
+                *["--offline-root", str(data), "--entities", str(entities)],
+                *["--feature-service", "fraud_v1", "--out", str(out_path)],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert failed.returncode == 1
+        assert failed.stderr.startswith(f"ferry training-frame: error: {said}"), failed.stderr
+        assert "Traceback" not in failed.stderr
+    assert not list(tmp_path.parent.glob("*.partial"))  # the partial file is removed
+    assert not list(tmp_path.glob("*.partial"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ferry.cli.settings import load
@@ -18,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     repo = load(args)
     try:
         entities = pq.read_table(args.entities)
-    except OSError as err:
+    except (OSError, pa.ArrowException) as err:  # missing, not Parquet, damaged
         raise InvalidValueError(f"cannot read the entity table {args.entities}: {err}") from err
     started = time.perf_counter()
     frame = get_training_frame(
@@ -30,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
         include_event_timestamps=args.event_timestamps,
     )
     partial = f"{args.out}.partial"
-    pq.write_table(frame, partial, write_page_checksum=True)
-    os.replace(partial, args.out)  # never leave a half-written file under the asked name
+    try:
+        pq.write_table(frame, partial, write_page_checksum=True)
+        os.replace(partial, args.out)  # never leave a half-written file under the asked name
+    except OSError as err:  # no such folder, a folder of that name, a full disk
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise InvalidValueError(f"cannot write --out {args.out}: {err}") from None
     print(
         json.dumps(
             {

@@ -24,9 +24,10 @@ import pyarrow.compute as pc
 from ferry.core.asof import NO_MATCH, as_of
 from ferry.core.codec import NO_CREATED_TIMESTAMP
 from ferry.core.errors import InvalidValueError
-from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView
+from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView, check_distinct
 from ferry.core.repo_file import load_repo
 from ferry.core.timestamps import to_utc_micros
+from ferry.core.types import ValueType
 from ferry.stores.offline import Window, open_checked_source, row_groups, scan
 
 EVENT_TIMESTAMP_SUFFIX = ":__event_timestamp"
@@ -60,7 +61,8 @@ def get_training_frame(
 
     Raises:
         UnknownReferenceError: unknown features or service.
-        InvalidValueError: the entity table lacks a join key or the timestamp column.
+        InvalidValueError: the entity table lacks a join key or the timestamp column, holds a
+            join key of another type, or has a column of a name the frame adds.
         SourceError: a source is missing or does not match the repo.
     """
     repo = load_repo(repo) if isinstance(repo, str) else repo
@@ -74,6 +76,17 @@ def get_training_frame(
     refs = (
         repo.resolve(features) if features is not None else repo.service(str(feature_service)).refs
     )
+    check_distinct(refs)
+    added = [str(r) for r in refs]
+    if include_event_timestamps:
+        added += [view + EVENT_TIMESTAMP_SUFFIX for view in dict.fromkeys(r.view for r in refs)]
+    taken = sorted(set(added) & set(table.column_names))
+    if taken:
+        raise InvalidValueError(
+            f"the entity table already has a column named {taken[0]!r}, which the training "
+            "frame adds: rename or drop it",
+            column=taken[0],
+        )
     if timestamp_column not in table.column_names:
         raise InvalidValueError(
             f"the entity table has no timestamp column {timestamp_column!r}",
@@ -113,6 +126,15 @@ def _join_view(
             join_key=missing[0],
             feature_view=view.name,
         )
+    for key in view.join_keys:
+        found = entities.schema.field(key.name).type
+        if not _fits_join_key(found, key.type):
+            raise InvalidValueError(
+                f"the entity table's column {key.name!r} is {found}; feature view "
+                f"{view.name!r} joins on it as {key.type.value}",
+                join_key=key.name,
+                feature_view=view.name,
+            )
     dataset = open_checked_source(repo, view)
     keys = entities.select(list(view.join_key_names)).append_column(_ENTITY_TIME, times)
     best = _Best(entities.num_rows, [r.feature for r in refs])
@@ -123,6 +145,14 @@ def _join_view(
             if batch.num_rows:
                 best.offer(batch, keys, view)
     return best.result({r.feature: view.feature(r.feature).type.arrow_type for r in refs})
+
+
+def _fits_join_key(found: pa.DataType, declared: ValueType) -> bool:
+    """Integer keys join any integer column (int32 and int64 keys encode alike, and pandas
+    makes int64 of what was int32); string keys string columns."""
+    if declared is ValueType.STRING:
+        return declared.accepts(found)
+    return bool(pa.types.is_integer(found))
 
 
 def _window(view: FeatureView, times: pa.ChunkedArray) -> Window | None:

@@ -189,6 +189,22 @@ class FeatureRepo:
         return expand_refs(self.views, refs)
 
 
+def check_distinct(refs: Sequence[FeatureRef]) -> None:
+    """Serving and training refuse the same feature asked for twice (one column each).
+
+    Raises:
+        UnknownFeatureError: reason DUPLICATE_FEATURE, naming them.
+    """
+    names = [str(r) for r in refs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UnknownFeatureError(
+            "features requested twice: " + ", ".join(duplicates),
+            reason="DUPLICATE_FEATURE",
+            features=", ".join(duplicates),
+        )
+
+
 def expand_refs(views: Mapping[str, FeatureView], refs: Sequence[str]) -> tuple[FeatureRef, ...]:
     """Expand references against ``views``; see ``FeatureRepo.resolve``."""
     out: list[FeatureRef] = []

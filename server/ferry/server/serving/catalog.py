@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ferry.core.codec import RowCodec
-from ferry.core.errors import UnknownFeatureError
-from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView
+from ferry.core.repo import FeatureRef, FeatureRepo, FeatureView, check_distinct
 from ferry.core.types import ValueType
 from ferry.stores.base import ViewTable, check_distinct_prefixes
 from ferry.wire import packed
@@ -105,14 +104,8 @@ class Catalog:
         return plan
 
     def _plan(self, refs: Sequence[FeatureRef]) -> FeaturePlan:
+        check_distinct(refs)
         names = [str(r) for r in refs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise UnknownFeatureError(
-                "features requested twice: " + ", ".join(duplicates),
-                reason="DUPLICATE_FEATURE",
-                features=", ".join(duplicates),
-            )
         by_view: dict[str, list[tuple[int, int]]] = {}
         types = []
         for position, ref in enumerate(refs):
