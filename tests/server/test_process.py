@@ -311,6 +311,29 @@ def test_several_workers_share_one_port(loaded_store: str, tmp_path: Path) -> No
         server.close()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serving_on_ipv6_loopback(loaded_store: str, tmp_path: Path, workers: str) -> None:
+    """--host ::1 listened nowhere (gRPC read '::1:0' as host ::0.1.0.0, port 443)."""
+    server = start_serve(
+        SAMPLE_REPO,
+        loaded_store,
+        tmp_path / "serve.log",
+        *["--host", "::1", "--workers", workers],
+        ready=int(workers),
+    )
+    try:
+        assert server.target.startswith("[::1]:")
+        with FerryClient(server.target, timeout_s=5) as client:
+            result = client.get_online_features(
+                entities={"user_id": [1]}, features=["user_stats:txn_count_7d"]
+            )
+        assert result.row_count == 1
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+    finally:
+        server.close()
+
+
 def test_verify_finds_no_skew_then_reports_a_pushed_one(
     serving: ServerProcess, loaded_store: str, served_data: Path
 ) -> None:

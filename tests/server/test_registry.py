@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,6 +29,7 @@ from ferry.client import (
     UnimplementedError,
 )
 from ferry.client._errors import from_rpc_error
+from ferry.core.errors import FerryError
 from ferry.server import FerryServer, ServerConfig
 from ferry.server.errors import RegistryError
 from ferry.server.registry import WebhookReceiver, signature_ok
@@ -190,6 +192,20 @@ def test_a_registry_uri_mlflow_cannot_use_is_one_clear_error(uri: str, said: str
     assert said in str(caught.value)
     assert str(caught.value).startswith("model registry ")
     assert "registry-pw" not in str(caught.value)
+
+
+async def test_a_webhook_receiver_that_cannot_listen_stops_the_start(
+    loaded_store: str, tmp_path: Path
+) -> None:
+    """It was a traceback and 'Event loop is closed', with gRPC already listening."""
+    config = RegistryConfig(
+        f"sqlite:///{tmp_path / 'registry.db'}",
+        webhook_host="nonsense.invalid",
+        webhook_port=0,
+        webhook_secret="s",
+    )
+    with pytest.raises(FerryError, match=r"cannot run the webhook receiver on nonsense\.invalid:0"):
+        await start_server(loaded_store, registry=config)
 
 
 def test_signature_check() -> None:

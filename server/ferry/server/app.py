@@ -240,7 +240,7 @@ class FerryServer:
 
     async def start(self) -> int:
         """Listen and start serving; returns the bound port."""
-        address = f"{self.config.host}:{self.config.port}"
+        address = host_port(self.config.host, self.config.port)
         try:
             # grpcio returns 0 or raises RuntimeError, depending on the version.
             if self.tls is not None:
@@ -252,17 +252,22 @@ class FerryServer:
         if self.port == 0:
             raise FerryError(f"cannot listen on {address}: the address is in use or not local")
         await self.server.start()
+        try:
+            await self._start_the_rest()
+        except BaseException:
+            await self.stop(0)  # nothing half-started is left behind the error
+            raise
+        return self.port
+
+    async def _start_the_rest(self) -> None:
         if self.metrics is not None and self.config.metrics_port is not None:
+            where = host_port(self.config.metrics_host, self.config.metrics_port)
             try:
                 self._metrics_http = await self.metrics.serve_http(
                     self.config.metrics_host, self.config.metrics_port
                 )
             except OSError as err:
-                await self.server.stop(0)
-                raise FerryError(
-                    f"cannot serve metrics on {self.config.metrics_host}:"
-                    f"{self.config.metrics_port}: {err.strerror}"
-                ) from err
+                raise FerryError(f"cannot serve metrics on {where}: {err.strerror}") from err
             self.metrics_port = int(self._metrics_http.sockets[0].getsockname()[1])
         if self.health is not None:
             await self.health.start()
@@ -271,8 +276,13 @@ class FerryServer:
         if self.registry is not None:
             await self.registry.start()
         if self.webhooks is not None:
-            await self.webhooks.start()
-        return self.port
+            try:
+                await self.webhooks.start()
+            except OSError as err:
+                where = host_port(self.webhooks.host, self.webhooks.port)
+                raise FerryError(
+                    f"cannot run the webhook receiver on {where}: {err.strerror}"
+                ) from err
 
     def reload(self) -> bool:
         """SIGHUP: re-read the TLS files, the access file and the repo file; whatever fails
@@ -365,6 +375,13 @@ async def _bounded_step(what: str, step: Awaitable[None], seconds: float) -> Non
         log.error("shutdown: %s did not stop within %g s; going on", what, seconds)
 
 
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT`` as gRPC and clients read it: an IPv6 address in brackets (``::1:0``
+    was read as host ``::0.1.0.0``, port 443)."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 def announce_serving(address: str) -> None:
     """Tell the launcher this process listens: one JSON line on stdout.
 
@@ -390,9 +407,9 @@ async def serve(build: ServerBuilder, config: ServerConfig) -> None:
     # out of the collector's reach, a full collection under load scans only what serving
     # made since: full collections under load went from 24 ms to 0.2 ms (docs/benchmarks.md).
     gc.freeze()
-    announce_serving(f"{config.host}:{port}")
+    announce_serving(host_port(config.host, port))
     what = server.features.description if server.features is not None else "the registry"
-    log.info("serving %s on %s:%d", what, config.host, port)
+    log.info("serving %s on %s", what, host_port(config.host, port))
     await stopping.wait()
     log.info("draining: up to %g s for calls in flight", config.grace_s)
     await server.stop()

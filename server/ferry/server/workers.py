@@ -87,6 +87,7 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
     """The port the workers share, held by a bound (not listening) SO_REUSEPORT socket for
     as long as they run: another process cannot take a free port between its choice and the
     workers' binds, and a bound socket receives no connections."""
+    host = host.strip("[]")  # --host [::1] as well as ::1
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
