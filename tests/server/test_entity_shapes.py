@@ -75,6 +75,8 @@ async def test_feast_entity_rows(server: FerryServer) -> None:
         ({"user_id": 5}, "column 'user_id' must be a list or an array of values, got int"),
         ([1, 2], "a list of entities must hold one dict per row"),
         ("user_id=1", "entities must be a dict of columns"),
+        # protobuf's own ValueError before ("Value out of range: ..."), naming nothing:
+        ({"user_id": [2**70]}, "column 'user_id' .int64. holds a value it cannot carry"),
     ],
 )
 async def test_wrong_shapes_and_types_are_named(
@@ -83,6 +85,15 @@ async def test_wrong_shapes_and_types_are_named(
     async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
         with pytest.raises(InvalidValueError, match=message):
             await client.get_online_features(entities=entities, features=["user_stats:*"])
+
+
+async def test_features_as_one_string_is_named(server: FerryServer) -> None:
+    """It was read letter by letter: "feature reference 'u' is not of the form ..."."""
+    async with AsyncFerryClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(InvalidValueError, match=r"pass \['user_stats:txn_count_7d'\]"):
+            await client.get_online_features(
+                entities={"user_id": [1]}, features="user_stats:txn_count_7d"
+            )
 
 
 async def test_a_float_array_for_an_integer_key_is_refused_by_the_server(

@@ -37,6 +37,11 @@ def online_features_request(
     """
     if (features is None) == (feature_service is None):
         raise InvalidValueError("pass exactly one of features= and feature_service=")
+    if isinstance(features, str):  # else read letter by letter: "reference 'u' is ..."
+        raise InvalidValueError(
+            f"features= takes a list of 'view:feature' references, not the string "
+            f"{features!r}: pass [{features!r}]"
+        )
     request = serving_pb2.GetOnlineFeaturesRequest()
     if feature_service is not None:
         request.feature_service = feature_service
@@ -57,9 +62,20 @@ def _fill_entities(target: MutableMapping[str, types_pb2.Column], entities: Colu
     # A protobuf map keeps no order: the caller's column order is kept here, for the results.
     keys = {}
     for name, (kind, values, _) in typed_columns(entities).items():
-        fill_column(target[name], kind, values)
+        _fill(target[name], name, kind, values)
         keys[name] = (kind, values)
     return keys
+
+
+def _fill(column: types_pb2.Column, name: str, kind: ValueType, values: list[Any]) -> None:
+    """``fill_column``, with protobuf's refusals (an integer past 64 bits: "Value out of
+    range") said as Ferry's, naming the column."""
+    try:
+        fill_column(column, kind, values)
+    except (ValueError, TypeError) as err:
+        raise InvalidValueError(
+            f"column {name!r} ({kind.value}) holds a value it cannot carry: {err}", column=name
+        ) from None
 
 
 def push_request(
@@ -76,7 +92,7 @@ def push_request(
             request.null_rows[name].indexes.extend(range(len(column)))
             continue
         kind, values, nulls = _typed(name, column)
-        fill_column(request.columns[name], kind, values)
+        _fill(request.columns[name], name, kind, values)
         if nulls:
             request.null_rows[name].indexes.extend(nulls)
     return request
