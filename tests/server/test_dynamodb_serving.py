@@ -23,6 +23,7 @@ from ferry.stores import DynamoOnlineStore, ViewTable, storage_key
 from tests.e2e.fraud import SAMPLE_REPO
 from tests.server.conftest import END, start_server
 from tests.server.test_consistency import check_training_equals_serving
+from tests.server.test_metrics import scrape, value
 from tests.server.test_push import USER_FEATURES, user_row
 from tests.services import MotoServer, upload_to_s3
 
@@ -156,3 +157,24 @@ async def test_an_item_written_by_something_else_is_data_loss_for_its_key(
             entities={"user_id": [1, 2]}, features=["user_stats:txn_count_7d"]
         )
     assert fine.row_count == 2
+
+
+async def test_dynamodb_requests_are_exported_by_request(loaded_dynamodb: str) -> None:
+    """``ferry_store_requests_total``: what DynamoDB bills, as the store sent it. 150
+    entities of two views are 300 keys: 3 BatchGetItems of at most 100."""
+    server = await start_server(
+        loaded_dynamodb, metrics_port=0, limits=Limits(store_timeout_s=10.0)
+    )
+    try:
+        before = await asyncio.to_thread(scrape, server.metrics_port)
+        users = list(range(1, 151))
+        entities = {"user_id": users, "merchant_id": [f"m{i:07d}" for i in users]}
+        async with AsyncFerryClient(f"127.0.0.1:{server.port}", timeout_s=30) as client:
+            await client.get_online_features(entities=entities, feature_service="fraud_v1")
+        after = await asyncio.to_thread(scrape, server.metrics_port)
+    finally:
+        await server.stop(0)
+    wanted = {"backend": "dynamodb", "request": "batch_get_item"}
+    name = "ferry_store_requests_total"
+    assert value(after, name, **wanted) - value(before, name, **wanted) == 3
+    assert value(after, name, backend="dynamodb", request="get_item") >= 1  # health pings

@@ -195,6 +195,7 @@ class FerryServer:
             store = features.store
             if self.metrics is not None:
                 store = MeteredStore(store, self.metrics)
+                self.metrics.watch_store(features.store)
             if self.tracing is not None:
                 store = TracedStore(store, self.tracing)
             if features.cache is not None:  # outside: a hit is no store call

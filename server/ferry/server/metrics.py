@@ -8,7 +8,7 @@
   values were served PRESENT, at the moment they were served: how stale the features were
   when a model used them, not when materialization last ran.
 - The store: ``ferry_store_call_seconds`` and ``ferry_store_errors_total`` by backend and
-  operation.
+  operation; on DynamoDB also ``ferry_store_requests_total`` by request (each is billed).
 - The near cache, with one: ``ferry_near_cache_lookups_total`` by result (hit, miss),
   ``ferry_near_cache_{invalidations,flushes,evictions}_total``,
   ``ferry_near_cache_entries`` and ``ferry_near_cache_bytes``.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -190,6 +191,26 @@ class NearCacheCollector(Collector):
         )
 
 
+class StoreRequestsCollector(Collector):
+    """The requests a store sent to its backend, by request (DynamoDB: ``batch_get_item``,
+    ``put_item``, ...; retries included), read at scrape time from the store's own counts:
+    on DynamoDB each one is billed, and natural batching shows as fewer per call."""
+
+    def __init__(self, backend: str, requests: Counter[str]) -> None:
+        self.backend = backend
+        self.requests = requests
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "ferry_store_requests",
+            "Requests sent to the online store's backend, by request.",
+            labels=["backend", "request"],
+        )
+        for request, count in sorted(self.requests.items()):
+            family.add_metric([self.backend, request], count)
+        yield family
+
+
 class Metrics(Collector):
     """Every metric of one server process, in its own registry."""
 
@@ -259,6 +280,12 @@ class Metrics(Collector):
 
     def watch_cache(self, cache: NearCache) -> None:
         self.registry.register(NearCacheCollector(cache))
+
+    def watch_store(self, store: OnlineStore) -> None:
+        """Export the backend requests of a store that counts them (``calls``)."""
+        requests = getattr(store, "calls", None)
+        if isinstance(requests, Counter):
+            self.registry.register(StoreRequestsCollector(backend_name(store), requests))
 
     def served(self, view: str, rows: int, statuses: dict[int, int], ages_s: Any) -> None:
         """One view's part of an answer: values by status, and the ages of PRESENT rows

@@ -146,6 +146,7 @@ class DynamoOnlineStore:
 
     def __init__(self, config: DynamoConfig) -> None:
         self.config = config
+        self.backend = "dynamodb"  # for metrics and traces: the class name would say "dynamo"
         self.calls: Counter[str] = Counter()
         """DynamoDB requests sent, by operation (retries included): for tests and benchmarks."""
         self._client: Any = None
