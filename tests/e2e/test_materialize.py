@@ -297,6 +297,13 @@ def test_batches_smaller_than_the_data_give_the_same_rows(
 # -- bad inputs ----------------------------------------------------------------------------
 
 
+def materialize_window(root: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """``ferry materialize`` of the data's window from ``root`` into ``url``, unchecked."""
+    window = ["--start", "2025-12-01", "--end", "2026-01-03"]
+    materialize = ["materialize", str(SAMPLE_REPO), "--offline-root", str(root)]
+    return ferry(*materialize, "--online-store", url, *window, check=False)
+
+
 def _broken_copy(data: Path, tmp_path: Path, change: str) -> Path:
     """A copy of the offline store whose merchant_stats source is altered."""
     out = tmp_path / "offline"
@@ -372,19 +379,7 @@ def test_a_source_that_does_not_match_writes_nothing(
 ) -> None:
     broken = _broken_copy(data, tmp_path, change)
     url = f"sqlite:///{tmp_path / 'online.db'}"
-    done = ferry(
-        "materialize",
-        str(SAMPLE_REPO),
-        "--offline-root",
-        str(broken),
-        "--online-store",
-        url,
-        "--start",
-        "2025-12-01",
-        "--end",
-        "2026-01-03",
-        check=False,
-    )
+    done = materialize_window(broken, url)
     assert done.returncode == 1
     assert message.format(root=broken) in done.stderr
     assert done.stdout == ""
@@ -400,19 +395,7 @@ def test_a_damaged_page_fails_the_job_naming_file_and_row_group(data: Path, tmp_
     broken = _broken_copy(data, tmp_path, "none")
     part = sorted((broken / "user_stats").glob("part-*.parquet"))[0]
     damage_a_page(part)
-    done = ferry(
-        "materialize",
-        str(SAMPLE_REPO),
-        "--offline-root",
-        str(broken),
-        "--online-store",
-        f"sqlite:///{tmp_path / 'online.db'}",
-        "--start",
-        "2025-12-01",
-        "--end",
-        "2026-01-03",
-        check=False,
-    )
+    done = materialize_window(broken, f"sqlite:///{tmp_path / 'online.db'}")
     assert done.returncode == 1
     assert f"source file {part}, row group " in done.stderr
     assert "Traceback" not in done.stderr
@@ -450,19 +433,7 @@ def test_a_link_out_of_the_offline_root_is_refused(data: Path, tmp_path: Path) -
     assert "user_merchant_stats" not in done.stderr  # a link that stays inside is fine
     assert "2 problem(s)" in done.stderr
     database = tmp_path / "online.db"
-    done = ferry(
-        "materialize",
-        str(SAMPLE_REPO),
-        "--offline-root",
-        str(root),
-        "--online-store",
-        f"sqlite:///{database}",
-        "--start",
-        "2025-12-01",
-        "--end",
-        "2026-01-03",
-        check=False,
-    )
+    done = materialize_window(root, f"sqlite:///{database}")
     assert done.returncode == 1
     assert "outside the offline root" in done.stderr
     assert "Traceback" not in done.stderr
