@@ -79,8 +79,9 @@ def _confine_links(root: str, view: FeatureView, paths: list[str]) -> None:
         target = os.path.realpath(path)
         if os.path.commonpath([real_root, target]) != real_root:
             raise SourceError(
-                f"view {view.name!r}: source {path} is a link to {target}, outside the "
-                f"offline root {root}: copy the data below the root, or set the root above it"
+                f"view {view.name!r}: source {path} leads to {target} through a symbolic "
+                f"link, outside the offline root {root}: copy the data below the root, or "
+                "set the root above it"
             )
 
 
