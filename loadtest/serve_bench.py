@@ -230,7 +230,7 @@ def _run(
                 payloads = workloads.payloads(repo, workload)
                 method = workload.method
                 base = loadgen.run(echo_target, method, payloads, settings, None, echo_pids)
-                sent = store_requests(metrics_ports)
+                sent = store_requests(metrics_ports) if metrics_ports else (0.0, 0.0)
                 mine = loadgen.run(target, method, payloads, settings, None, pids)
                 case = {
                     "batch": batch,
@@ -240,10 +240,10 @@ def _run(
                     "ratio_to_echo": loadgen.ratios(mine, base),
                 }
                 if metrics_ports:
-                    # Warm-up calls are counted too (loadgen's "calls" excludes them): the
-                    # ratio is a little high, never low.
-                    got = store_requests(metrics_ports) - sent
-                    case["store_requests_per_call"] = round(got / max(1, mine["calls"]), 3)
+                    requests, calls = store_requests(metrics_ports)
+                    case["store_requests_per_call"] = round(
+                        (requests - sent[0]) / max(1.0, calls - sent[1]), 3
+                    )
                 if not args.no_stream:
                     case["stream"] = _stream_case(
                         repo, workload, settings, target, pids, echo_target, echo_pids
@@ -259,17 +259,20 @@ def _run(
     return report
 
 
-def store_requests(ports: list[int]) -> float:
-    """BatchGetItem requests the servers at these metrics ports have sent so far."""
-    total = 0.0
+def store_requests(ports: list[int]) -> tuple[float, float]:
+    """BatchGetItem requests the servers at these metrics ports have sent so far, and the
+    GetOnlineFeatures calls they have answered (warm-up calls included, as in the first)."""
+    requests = calls = 0.0
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             text = reply.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "ferry_store_requests_total":
-                    total += sample.value if sample.labels["request"] == "batch_get_item" else 0
-    return total
+                    requests += sample.value * (sample.labels["request"] == "batch_get_item")
+                elif sample.name == "grpc_server_handled_total":
+                    calls += sample.value * (sample.labels["grpc_method"] == "GetOnlineFeatures")
+    return requests, calls
 
 
 def _stream_case(
