@@ -129,19 +129,21 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse_count
 
 
-def seconds(positive: bool) -> Callable[[str], float]:
-    """A finite number, above 0 if ``positive`` else at least 0 (also for ms and MiB):
-    'nan' and 'inf' parse as floats but bound nothing."""
+def positive_number(text: str) -> float:
+    """A finite number above 0 (seconds, ms, MiB): 'nan' and 'inf' parse as floats but
+    bound nothing ('nan' seconds of grace broke the drain)."""
+    number = _finite(text)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0")
+    return number
 
-    def parse_number(text: str) -> float:
-        number = _finite(text)
-        if number < 0 or (positive and number == 0):
-            raise argparse.ArgumentTypeError(
-                f"{text}: must be {'above' if positive else 'at least'} 0"
-            )
-        return number
 
-    return parse_number
+def non_negative_number(text: str) -> float:
+    """A finite number of at least 0."""
+    number = _finite(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 0")
+    return number
 
 
 def fraction(text: str) -> float:
@@ -400,7 +402,7 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--poll-interval-s",
-        type=seconds(positive=True),
+        type=positive_number,
         default=1.0,
         help="how often models in use are re-read from MLflow (default 1)",
     )
@@ -511,13 +513,13 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--cache-mb",
-        type=seconds(positive=True),
+        type=positive_number,
         default=None,
         help=f"near cache: most memory for keys and rows (default {CACHE_MB:g})",
     )
     parser.add_argument(
         "--cache-ttl-ms",
-        type=seconds(positive=True),
+        type=positive_number,
         default=None,
         help="near cache: serve a cached row at most this long after it was read; required "
         "for stores without invalidations (SQLite, DynamoDB), where it is how "
@@ -525,7 +527,7 @@ def _serve(commands: _Commands) -> None:
     )
     parser.add_argument(
         "--max-push-future-s",
-        type=seconds(positive=False),
+        type=non_negative_number,
         default=MAX_PUSH_FUTURE_S,
         help="how far past this server's clock a pushed timestamp may be (default "
         f"{MAX_PUSH_FUTURE_S:g}); later rows are refused",
@@ -533,7 +535,7 @@ def _serve(commands: _Commands) -> None:
     _legacy_keys_argument(parser)
     parser.add_argument(
         "--grace-s",
-        type=seconds(positive=False),
+        type=non_negative_number,
         default=10.0,
         help="time calls in flight get to finish on SIGTERM (default 10)",
     )
@@ -559,9 +561,7 @@ def _get(commands: _Commands) -> None:
         help="values of one join key; repeat per join key",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
-    parser.add_argument(
-        "--timeout-s", type=seconds(positive=True), default=5.0, help="per-call timeout"
-    )
+    parser.add_argument("--timeout-s", type=positive_number, default=5.0, help="per-call timeout")
     parser.set_defaults(run="ferry.cli.get:run")
 
 
@@ -577,9 +577,7 @@ def _health(commands: _Commands) -> None:
         help="the service to ask about (default: the server; or ferry.api.serving.v1."
         "ServingService, which is NOT_SERVING while the online store is unreachable)",
     )
-    parser.add_argument(
-        "--timeout-s", type=seconds(positive=True), default=3.0, help="call timeout"
-    )
+    parser.add_argument("--timeout-s", type=positive_number, default=3.0, help="call timeout")
     parser.set_defaults(run="ferry.cli.health:run")
 
 
