@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from ferry.core.errors import FerryError
-from ferry.server.app import ServerBuilder, ServerConfig, run
+from ferry.server.app import ServerBuilder, ServerConfig, host_port, run
 
 
 def run_workers(build: ServerBuilder, config: ServerConfig, workers: int) -> int:
@@ -94,5 +94,5 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
         try:
             holder.bind((host, port))
         except OSError as err:
-            raise FerryError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+            raise FerryError(f"cannot listen on {host_port(host, port)}: {err.strerror}") from err
         yield int(holder.getsockname()[1])
