@@ -6,6 +6,7 @@ the probe's own timeout) after it, and a clean drain at the end."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,18 +78,22 @@ async def timed_load(port: int, seconds: float) -> list[tuple[str, float, float]
 
 
 @pytest.mark.parametrize(
-    ("mode", "latency_s", "allowed"),
+    ("mode", "latency_s", "allowed", "fails_fast"),
     [
-        ("latency", 0.02, {OK}),
-        ("latency", 0.6, TRANSIENT),
-        ("blackhole", None, TRANSIENT),
-        ("reset", None, {"UNAVAILABLE"}),
-        ("refuse", None, {"UNAVAILABLE"}),
-        ("accept_close", None, {"UNAVAILABLE"}),
+        ("latency", 0.02, {OK}, False),
+        ("latency", 0.6, TRANSIENT, False),
+        ("blackhole", None, TRANSIENT, False),
+        ("reset", None, TRANSIENT, True),
+        ("refuse", None, TRANSIENT, True),
+        ("accept_close", None, TRANSIENT, True),
     ],
 )
 async def test_a_store_fault_and_the_recovery(
-    proxied: tuple[FaultProxy, FerryServer], mode: Mode, latency_s: float | None, allowed: set[str]
+    proxied: tuple[FaultProxy, FerryServer],
+    mode: Mode,
+    latency_s: float | None,
+    allowed: set[str],
+    fails_fast: bool,
 ) -> None:
     proxy, server = proxied
     before = await load(server.port, PHASE_S / 2)
@@ -99,6 +104,14 @@ async def test_a_store_fault_and_the_recovery(
     codes = {code for code, _ in during}
     assert codes <= allowed, codes
     assert "INTERNAL" not in codes
+    if fails_fast:
+        # A store that refuses or drops connections is said UNAVAILABLE at once, not at the
+        # deadline. On a starved CI machine a call now and then still meets its 0.3 s
+        # deadline first (seen once in 874 tests), so the share and the median are what
+        # is asserted: a store path that waited for the deadline would fail both.
+        unavailable = sum(code == "UNAVAILABLE" for code, _ in during)
+        assert unavailable >= 0.9 * len(during), (unavailable, len(during))
+        assert statistics.median(took for _, took in during) < DEADLINE_S / 3
     assert max(took for _, took in during) < DEADLINE_S + SLACK_S
     if allowed != {OK}:
         await wait_for_health(server.port, health_pb2.HealthCheckResponse.NOT_SERVING, 2)
