@@ -168,6 +168,14 @@ def merchant_row(**values: Any) -> dict[str, Any]:
             "NULL_KEY",
             "column 'user_id' (join key) cannot hold nulls",
         ),
+        ("user_stats", [], InvalidArgumentError, "NO_ROWS", "view 'user_stats' holds no rows"),
+        (
+            "user_stats",
+            {"user_id": [], "event_timestamp": []},
+            InvalidArgumentError,
+            "NO_ROWS",
+            "a push needs 1 to",
+        ),
         (
             "merchant_stats",
             [merchant_row(txn_count_1d=1e20)],
@@ -180,7 +188,7 @@ def merchant_row(**values: Any) -> dict[str, Any]:
 async def test_bad_pushes(
     server: FerryServer,
     view: str,
-    rows: list[dict[str, Any]],
+    rows: list[dict[str, Any]] | dict[str, list[Any]],
     error: type[RpcError],
     reason: str,
     message: str,

@@ -68,6 +68,12 @@ def push_rows(
                 column=name,
                 feature_view=view.name,
             )
+    if not request.columns and not request.null_rows:
+        # An empty push (``push(view, [])``) would otherwise be named by its first missing
+        # column, which sends the caller looking for a column they did send in every row.
+        raise InvalidRequestError(
+            f"a push to view {view.name!r} holds no rows", reason="NO_ROWS", rows=0
+        )
     required = [*view.join_key_names, source.timestamp_field]
     for name in required:
         if name not in request.columns:
