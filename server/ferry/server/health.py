@@ -77,8 +77,10 @@ class StoreHealth:
             await self._publish(False, "ping timed out", "PING_TIMED_OUT")
         except Exception as err:
             # Whatever a store raises, the probe goes on: a dead probe would leave the
-            # server NOT_SERVING for good after the store recovers.
-            log.exception("health: the store's ping raised an unexpected error")
+            # server NOT_SERVING for good after the store recovers. The traceback once per
+            # spell of NOT_SERVING, as the cause's line: one per probe would flood the log.
+            if "UNEXPECTED" not in self._causes_logged:
+                log.exception("health: the store's ping raised an unexpected error")
             await self._publish(False, f"unexpected {type(err).__name__}: {err}", "UNEXPECTED")
         else:
             await self._publish(True, "the online store answers")
