@@ -105,7 +105,7 @@ def _cache_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-MAX_PORT = 65_535
+MAX_PORT = 65_535  # as ferry.server.bounds: parsing flags must not import server code
 
 
 def port(text: str) -> int:

@@ -29,6 +29,7 @@ from ferry.core.errors import FerryError
 from ferry.core.repo import FeatureRepo
 from ferry.server.access import Access
 from ferry.server.authenticate import AuthInterceptor
+from ferry.server.bounds import MAX_PORT, check_number
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
@@ -97,6 +98,33 @@ class ServerConfig:
     log_format: str = "text"
     access_log_sample: float = 0.0
     tracing: bool = False
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a port past 65535 or a number no server can run with."""
+        check_number("ServerConfig", "port", self.port, minimum=0, maximum=MAX_PORT, integer=True)
+        if self.metrics_port is not None:
+            check_number(
+                "ServerConfig",
+                "metrics_port",
+                self.metrics_port,
+                minimum=0,
+                maximum=MAX_PORT,
+                integer=True,
+            )
+        check_number(
+            "ServerConfig", "max_message_bytes", self.max_message_bytes, minimum=1, integer=True
+        )
+        check_number(
+            "ServerConfig", "health_interval_s", self.health_interval_s, minimum=0, exclusive=True
+        )
+        check_number("ServerConfig", "grace_s", self.grace_s, minimum=0)
+        check_number(
+            "ServerConfig", "access_log_sample", self.access_log_sample, minimum=0, maximum=1
+        )
+        if self.log_format not in ("text", "json"):
+            raise ValueError(
+                f"ServerConfig.log_format must be text or json, got {self.log_format!r}"
+            )
 
 
 @dataclass

@@ -16,6 +16,7 @@ from ferry.api.types.v1 import types_pb2
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.core.model_binding import FEATURE_SERVICE_TAG
 from ferry.server.access import require, require_all
+from ferry.server.bounds import check_number
 from ferry.server.errors import (
     DeadlineError,
     InvalidRequestError,
@@ -93,6 +94,20 @@ class Limits:
     store_timeout_s: float = 1.0
     store_reads_in_flight: int | None = None
     max_push_future_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a bound no server can run with (0 rows, a 0 s timeout)."""
+        check_number("Limits", "max_entity_rows", self.max_entity_rows, minimum=1, integer=True)
+        check_number("Limits", "store_timeout_s", self.store_timeout_s, minimum=0, exclusive=True)
+        if self.store_reads_in_flight is not None:
+            check_number(
+                "Limits",
+                "store_reads_in_flight",
+                self.store_reads_in_flight,
+                minimum=0,
+                integer=True,
+            )
+        check_number("Limits", "max_push_future_s", self.max_push_future_s, minimum=0)
 
 
 def _reads_in_flight(limits: Limits, store: OnlineStore) -> int:
