@@ -4,6 +4,7 @@ runs that overlap or are killed, and clear errors for a missing table or bucket.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -21,7 +22,8 @@ from aiobotocore.session import get_session
 
 from ferry.core import Feature, FeatureRepo, RowCodec, ValueType, encode_key, load_repo
 from ferry.core.errors import StoreUnavailableError
-from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable
+from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable, WriteResult
+from ferry.stores.base import is_newer
 from ferry.stores.dynamodb import StoreTableMissingError
 from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
 from tests.e2e.test_materialize import END1, snapshot, watermarks
@@ -289,6 +291,76 @@ async def test_unprocessed_keys_are_read_again_until_all_are_answered(
         (found,) = await store.read([ReadRequest(table, keys)])
         assert found == [row for _, row in rows]
         assert store.calls["batch_get_item"] >= 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("read_first", [True, False])
+async def test_both_write_paths_apply_the_is_newer_rule(
+    dynamodb_url: str, read_first: bool
+) -> None:
+    """Reading first skips only rows the condition would refuse: every pair of versions
+    (equal times under another schema, created times, older and newer events, an expired
+    stored row) ends as the conditional PutItem alone decides."""
+    codecs = [
+        RowCodec([Feature("n", ValueType.INT64)]),
+        RowCodec([Feature("n", ValueType.INT64), Feature("m", ValueType.INT32)]),
+    ]
+    stamps = [(5, None), (5, 1), (5, 2), (6, 0), (4, 9)]
+    versions = [c.encode(e, cr, [1] * len(c.features)) for c in codecs for e, cr in stamps]
+    table = ViewTable("proj", "rule")
+    config = DynamoConfig.from_url(dynamodb_url)
+    store = DynamoOnlineStore(dataclasses.replace(config, read_first=read_first))
+    try:
+        pairs = [(old, new) for old in versions for new in versions]
+        keys = [encode_key([i]) for i in range(len(pairs))]
+        await store.write(table, [(key, old) for key, (old, _) in zip(keys, pairs, strict=True)])
+        store.calls.clear()
+        again = [(key, new) for key, (_, new) in zip(keys, pairs, strict=True)]
+        result = await store.write(table, again)
+        (stored,) = await store.read([ReadRequest(table, keys)])
+        newer = [is_newer(new, old) for old, new in pairs]
+        assert result.written == sum(newer)
+        assert stored == [new if n else old for (old, new), n in zip(pairs, newer, strict=True)]
+        # Reading first sent only the newer rows; without it, every row.
+        assert store.calls["put_item"] == (sum(newer) if read_first else len(pairs))
+
+        # A stored row past its expiry is no row: even an older one is written.
+        short = ViewTable("proj", "short", ttl_micros=1_000_000)
+        now = time.time_ns() // 1000
+        await store.write(short, [(keys[0], codecs[0].encode(now, 0, [1]))])
+        await asyncio.sleep(1.3)
+        assert await store.write(short, [(keys[0], codecs[0].encode(now - 10, 0, [2]))]) == (
+            WriteResult(1, 0)
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_run_again_reads_first_and_sends_only_newer_rows(dynamodb_url: str) -> None:
+    """By default the store starts writing without reading; rows found not newer turn
+    reading first on (a run again after a kill costs reads, not failed writes), and new
+    rows turn it off."""
+    codec = RowCodec([Feature("n", ValueType.INT64)])
+    table = ViewTable("proj", "again")
+    keys = [encode_key([i]) for i in range(1_000)]
+    store = DynamoOnlineStore(DynamoConfig.from_url(dynamodb_url))
+    try:
+        first = [(key, codec.encode(10, 0, [i])) for i, key in enumerate(keys)]
+        assert await store.write(table, first) == WriteResult(1_000, 0)
+        assert store.calls["batch_get_item"] == 0
+
+        store.calls.clear()
+        assert await store.write(table, first) == WriteResult(0, 1_000)
+        assert store.calls["put_item"] <= 200  # the first hundred, before it turned on
+        assert store.calls["batch_get_item"] >= 8
+
+        store.calls.clear()
+        newer = [(key, codec.encode(11, 0, [-i])) for i, key in enumerate(keys)]
+        assert await store.write(table, newer) == WriteResult(1_000, 0)
+        assert store.calls["batch_get_item"] <= 3  # off again within the first rows
+        (stored,) = await store.read([ReadRequest(table, keys)])
+        assert stored == [row for _, row in newer]
     finally:
         await store.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ferry.core.errors import StoreError
-from ferry.stores import open_online_store
+from ferry.stores import DynamoConfig, open_online_store
 
 SECRET = "s3cr3t-in-url"
 
@@ -26,6 +26,11 @@ SECRET = "s3cr3t-in-url"
         (f"redis://:{SECRET}@127.0.0.1:6379/0?ca=x", "TLS parameters need a rediss:// URL"),
         (f"dynamodb://?region=us-east-1&endpoint_url=http://u:{SECRET}@h", "expected dynamodb"),
         (f"dynamodb://t?regoin=x&endpoint_url=http://u:{SECRET}@h", "unknown parameter(s) regoin"),
+        (
+            f"dynamodb://t?consistent_read=yes&endpoint_url=http://u:{SECRET}@h",
+            "consistent_read='yes'; expected true or false or 1 or 0",
+        ),
+        ("dynamodb://t?read_first=sometimes", "read_first='sometimes'; expected auto or true"),
         (f"mysql://:{SECRET}@h/0", "unsupported scheme 'mysql'"),
     ],
 )
@@ -47,3 +52,17 @@ def test_a_malformed_url_is_one_clear_error(url: str, message: str) -> None:
 )
 def test_well_formed_redis_urls_open(url: str) -> None:
     assert open_online_store(url) is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "consistent_read", "read_first"),
+    [
+        ("", False, None),
+        ("&consistent_read=TRUE&read_first=auto", True, None),
+        ("&consistent_read=0&read_first=true", False, True),
+        ("&read_first=False", False, False),
+    ],
+)
+def test_dynamodb_flags(query: str, consistent_read: bool, read_first: bool | None) -> None:
+    config = DynamoConfig.from_url(f"dynamodb://t?region=us-east-1{query}")
+    assert (config.consistent_read, config.read_first) == (consistent_read, read_first)

@@ -19,8 +19,10 @@ Reads are BatchGetItem calls of at most 100 distinct keys, sent concurrently, pr
 (the caller's deadline bounds it). Items past ``exp`` are absent: DynamoDB deletes expired
 items lazily, up to days later. Writes are one conditional PutItem per row (BatchWriteItem
 cannot carry conditions), ``max_writes_in_flight`` at once, with the condition of
-``is_newer``; a failed condition means "the stored row is as new or newer". Throttling is
-retried with backoff for up to ``throttle_budget_s``, then the write fails UNAVAILABLE.
+``is_newer``; a failed condition means "the stored row is as new or newer". While many
+rows lately were not newer (a run again after a kill), each 100 rows are read first and the
+ones certainly not newer are not sent (``DynamoConfig.read_first``). Throttling is retried
+with backoff for up to ``throttle_budget_s``, then the write fails UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ferry.stores.base import (
     storage_keys,
 )
 from ferry.stores.resp import StoreAuthenticationError
+from ferry.stores.skip_estimate import SkipEstimate
 
 _BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
 # An expired item (DynamoDB deletes them lazily) counts as absent, as in the other stores.
@@ -65,6 +68,7 @@ _DENIED = {
     "ExpiredTokenException",
 }
 _PING_KEY = b"\x00ping"
+_BOOLEANS: dict[str, bool | None] = {"true": True, "false": False, "1": True, "0": False}
 
 
 class StoreRegionMissingError(StoreUnavailableError):
@@ -96,6 +100,9 @@ class DynamoConfig:
         max_writes_in_flight: Conditional PutItems sent at once by one write. Default 32.
         throttle_budget_s: How long one call retries throttling (or UnprocessedKeys) before
             failing UNAVAILABLE, in seconds. Default 10.
+        read_first: Read the stored versions of each 100 rows before writing them, and send
+            only the rows newer than those: True always, False never, None (the default)
+            while a fifth or more of the rows lately were not newer (``SkipEstimate``).
     """
 
     table: str
@@ -107,13 +114,15 @@ class DynamoConfig:
     max_pool_connections: int = 50
     max_writes_in_flight: int = 32
     throttle_budget_s: float = 10.0
+    read_first: bool | None = None
 
     @classmethod
     def from_url(cls, url: str) -> DynamoConfig:
-        """``dynamodb://TABLE?region=R[&endpoint_url=URL][&consistent_read=true]``.
+        """``dynamodb://TABLE?region=R[&endpoint_url=URL][&consistent_read=true]
+        [&read_first=auto|true|false]``.
 
         Raises:
-            StoreError: no table, or an unknown parameter.
+            StoreError: no table, an unknown parameter, or a value a flag does not take.
         """
         parts = urlsplit(url)
         table = parts.netloc or parts.path.strip("/")
@@ -122,18 +131,30 @@ class DynamoConfig:
                 f"online store URL {redact_url(url)!r}: expected dynamodb://TABLE?region=R"
             )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"region", "endpoint_url", "consistent_read"}
+        unknown = set(query) - {"region", "endpoint_url", "consistent_read", "read_first"}
         if unknown:
             names = ", ".join(sorted(unknown))
             raise StoreError(
                 f"online store URL {redact_url(url)!r}: unknown parameter(s) {names}; "
-                "expected region, endpoint_url, consistent_read"
+                "expected region, endpoint_url, consistent_read, read_first"
             )
+
+        def flag(name: str, default: str, choices: dict[str, bool | None]) -> bool | None:
+            # Strict: consistent_read=yes used to mean false, silently.
+            value = query.get(name, default).lower()
+            if value not in choices:
+                raise StoreError(
+                    f"online store URL {redact_url(url)!r}: {name}={value!r}; expected "
+                    + " or ".join(choices)
+                )
+            return choices[value]
+
         return cls(
             table,
             region=query.get("region"),
             endpoint_url=query.get("endpoint_url"),
-            consistent_read=query.get("consistent_read", "false").lower() in ("1", "true"),
+            consistent_read=bool(flag("consistent_read", "false", _BOOLEANS)),
+            read_first=flag("read_first", "auto", {"auto": None, **_BOOLEANS}),
         )
 
 
@@ -149,6 +170,7 @@ class DynamoOnlineStore:
         self.backend = "dynamodb"  # for metrics and traces: the class name would say "dynamo"
         self.calls: Counter[str] = Counter()
         """DynamoDB requests sent, by operation (retries included): for tests and benchmarks."""
+        self._skips = SkipEstimate()
         self._client: Any = None
         self._exit = contextlib.AsyncExitStack()
         self._opening = asyncio.Lock()
@@ -167,13 +189,20 @@ class DynamoOnlineStore:
         return [[found.get(storage_key(r.table, k)) for k in r.keys] for r in requests]
 
     async def write(self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> WriteResult:
+        """Conditional PutItems, ``max_writes_in_flight`` at once. While most rows lately
+        were not newer than the stored ones (a run again after a kill, overlapping
+        windows), each 100 rows are read first and those certainly not newer are skipped
+        unsent: a failed condition is billed as a write and costs a PutItem's CPU (~1.2
+        ms), a read of 100 keys a fifth of the price per row and ~3 ms in all."""
         if not rows:
             return WriteResult(0, 0)
         client = await self._opened()
         now_ms = time.time_ns() // 1_000_000
-        limit = asyncio.Semaphore(self.config.max_writes_in_flight)
+        slots = asyncio.Semaphore(self.config.max_writes_in_flight)
+        tasks: list[asyncio.Future[bool]] = []
+        failures: list[BaseException] = []
 
-        async def put(key: bytes, row: bytes) -> bool:
+        async def put(key: bytes, row: bytes) -> bool:  # holds a slot the loop took
             item = {
                 "k": {"B": storage_key(table, key)},
                 "v": {"B": row},
@@ -184,21 +213,36 @@ class DynamoOnlineStore:
             if expiry is not None:
                 item["exp"] = {"N": str(expiry // 1000)}
             values = {":ts": item["ts"], ":fp": item["fp"], ":now": {"N": str(now_ms // 1000)}}
-            async with limit:
-                try:
-                    await self._call(
-                        client.put_item,
-                        TableName=self.config.table,
-                        Item=item,
-                        ConditionExpression=_CONDITION,
-                        ExpressionAttributeValues=values,
-                    )
-                except _ConditionFailedError:
-                    return False
+            try:
+                await self._call(
+                    client.put_item,
+                    TableName=self.config.table,
+                    Item=item,
+                    ConditionExpression=_CONDITION,
+                    ExpressionAttributeValues=values,
+                )
+            except _ConditionFailedError:
+                self._skips.note(skipped=1)
+                return False
+            except BaseException as err:
+                failures.append(err)
+                raise
+            finally:
+                slots.release()
+            self._skips.note(written=1)
             return True
 
-        tasks = [asyncio.ensure_future(put(key, row)) for key, row in rows]
         try:
+            for start in range(0, len(rows), _BATCH_GET):
+                part = rows[start : start + _BATCH_GET]
+                if self._reading_first():
+                    part = await self._newer_than_stored(table, part, now_ms)
+                for key, row in part:
+                    await slots.acquire()
+                    if failures:  # stop sending: the write fails with the first error
+                        slots.release()
+                        raise failures[0]
+                    tasks.append(asyncio.ensure_future(put(key, row)))
             written = sum(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
@@ -206,6 +250,30 @@ class DynamoOnlineStore:
             await asyncio.gather(*tasks, return_exceptions=True)  # every failure retrieved
             raise
         return WriteResult(written, len(rows) - written)
+
+    def _reading_first(self) -> bool:
+        if self.config.read_first is None:
+            return self._skips.worth_reading_first
+        return self.config.read_first
+
+    async def _newer_than_stored(
+        self, table: ViewTable, rows: Sequence[tuple[bytes, bytes]], now_ms: int
+    ) -> Sequence[tuple[bytes, bytes]]:
+        """The rows a read of their stored versions does not show to be as new or newer.
+        An eventually consistent read is enough: a stored version only moves forward, so a
+        stale one can only send a row whose condition then fails, never hold one back."""
+        items = await self._batch_get(
+            list(dict.fromkeys(storage_key(table, key) for key, _ in rows)), "k, ts, fp, #exp"
+        )
+        stored = {bytes(item["k"]["B"]): item for item in items}
+        now_s = now_ms // 1000
+        kept = [
+            (key, row)
+            for key, row in rows
+            if not _holds_as_new(stored.get(storage_key(table, key)), row, now_s)
+        ]
+        self._skips.note(skipped=len(rows) - len(kept))
+        return kept
 
     async def delete(self, table: ViewTable, keys: Sequence[bytes]) -> int:
         client = await self._opened()
@@ -289,17 +357,32 @@ class DynamoOnlineStore:
         self._client = None
 
     async def _get_all(self, keys: list[bytes]) -> dict[bytes, bytes]:
-        client = await self._opened()
         now_s = time.time()
+        found: dict[bytes, bytes] = {}
+        for item in await self._batch_get(keys, "k, v, #exp", self.config.consistent_read):
+            if _expired(item, now_s):
+                continue  # expired; DynamoDB has not deleted it yet
+            row = item.get("v", {}).get("B")
+            # An item written by something else (no binary 'v') is answered as a row
+            # that does not decode: the server reports it for its key, never serves it.
+            found[bytes(item["k"]["B"])] = bytes(row) if isinstance(row, bytes) else b""
+        return found
+
+    async def _batch_get(
+        self, keys: list[bytes], projection: str, consistent: bool = False
+    ) -> list[dict[str, Any]]:
+        """The items of up to 100 keys (``projection`` may name ``#exp``), UnprocessedKeys
+        re-sent with jittered backoff within the throttle budget."""
+        client = await self._opened()
         pending: dict[str, Any] = {
             self.config.table: {
                 "Keys": [{"k": {"B": key}} for key in keys],
-                "ProjectionExpression": "k, v, #exp",
+                "ProjectionExpression": projection,
                 "ExpressionAttributeNames": {"#exp": "exp"},
-                "ConsistentRead": self.config.consistent_read,
+                "ConsistentRead": consistent,
             }
         }
-        found: dict[bytes, bytes] = {}
+        items: list[dict[str, Any]] = []
         attempt = 0
         give_up = time.monotonic() + self.config.throttle_budget_s
         while pending:
@@ -311,16 +394,10 @@ class DynamoOnlineStore:
                     )
                 await asyncio.sleep(_backoff_s(attempt))
             reply = await self._call(client.batch_get_item, RequestItems=pending)
-            for item in reply.get("Responses", {}).get(self.config.table, []):
-                if _expired(item, now_s):
-                    continue  # expired; DynamoDB has not deleted it yet
-                row = item.get("v", {}).get("B")
-                # An item written by something else (no binary 'v') is answered as a row
-                # that does not decode: the server reports it for its key, never serves it.
-                found[bytes(item["k"]["B"])] = bytes(row) if isinstance(row, bytes) else b""
+            items.extend(reply.get("Responses", {}).get(self.config.table, []))
             pending = reply.get("UnprocessedKeys") or {}
             attempt += 1
-        return found
+        return items
 
     async def _opened(self, check: bool = True) -> Any:
         if self._client is not None:
@@ -362,6 +439,10 @@ class DynamoOnlineStore:
             # botocore's legacy mode made 10 attempts over 25 s; throttling and
             # UnprocessedKeys are retried here, within the caller's deadline.
             retries={"mode": "standard", "total_max_attempts": 2},
+            # Every request is built here, in shapes the tests send to moto: botocore's walk
+            # over each key's dict was ~15% of a 100-key BatchGetItem's client CPU (3.8 ->
+            # 3.2 ms, measured in-process on moto) and ~3% of a PutItem's.
+            parameter_validation=False,
         )
         return get_session().create_client(
             "dynamodb",
@@ -431,6 +512,25 @@ class DynamoOnlineStore:
 
 class _ConditionFailedError(Exception):
     """A conditional write found a row as new or newer (or a higher watermark)."""
+
+
+def _holds_as_new(item: dict[str, Any] | None, row: bytes, now_s: int) -> bool:
+    """Whether a stored item certainly holds a row as new as ``row`` or newer: the negation
+    of the write condition (``_CONDITION``, which is ``is_newer``). Anything unclear (no item,
+    an expiry passed, attributes of the wrong type) sends the row, and the condition
+    decides."""
+    if item is None or _expired(item, now_s):
+        return False
+    stored_ts, stored_fp = item.get("ts", {}).get("B"), item.get("fp", {}).get("N")
+    if not isinstance(stored_ts, bytes):
+        return False
+    new_ts = timestamp_prefix(row)
+    if new_ts != stored_ts:
+        return new_ts < stored_ts  # DynamoDB, too, compares binary values as unsigned bytes
+    try:
+        return int(stored_fp) == fingerprint_of(row)
+    except (TypeError, ValueError):
+        return False
 
 
 def _expired(item: dict[str, Any], now_s: float) -> bool:
