@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from ferry.core import Feature, FeatureRepo, RowCodec, ValueType, encode_key, lo
 from ferry.core.errors import StoreUnavailableError
 from ferry.stores import DynamoConfig, DynamoOnlineStore, ReadRequest, ViewTable, WriteResult
 from ferry.stores.base import is_newer
-from ferry.stores.dynamodb import StoreTableMissingError
+from ferry.stores.dynamodb import RowTooLargeError, StoreTableMissingError
 from tests.e2e.fraud import DAY, SAMPLE_REPO, check_stored, generate, oracle
 from tests.e2e.test_materialize import END1, snapshot, watermarks
 from tests.services import MotoServer, free_port, put_s3_objects, start_moto, upload_to_s3
@@ -361,6 +362,34 @@ async def test_a_run_again_reads_first_and_sends_only_newer_rows(dynamodb_url: s
         assert store.calls["batch_get_item"] <= 3  # off again within the first rows
         (stored,) = await store.read([ReadRequest(table, keys)])
         assert stored == [row for _, row in newer]
+    finally:
+        await store.close()
+
+
+async def test_a_row_past_the_item_limit_is_refused_by_name_and_its_batch_unwritten(
+    dynamodb_url: str,
+) -> None:
+    """DynamoDB's own answer (ValidationException, "Item size has exceeded the maximum
+    allowed size") named neither view nor entity, and came after the batch's other rows."""
+    codec = RowCodec([Feature("blob", ValueType.BYTES)])
+    table = ViewTable("proj", "blobs")
+    small, big = encode_key([1]), encode_key([7])
+    store = DynamoOnlineStore(DynamoConfig.from_url(dynamodb_url))
+    try:
+        batch = [(small, codec.encode(1, 0, [b"s"])), (big, codec.encode(1, 0, [b"x" * 409_600]))]
+        with pytest.raises(RowTooLargeError) as refused:
+            await store.write(table, batch)
+        assert re.match(
+            r"view 'blobs': the row of entity 7 needs a 409,\d{3}-byte DynamoDB item, past its "
+            r"limit of 409,600 bytes; nothing of this batch was written",
+            str(refused.value),
+        )
+        assert refused.value.reason == "ROW_TOO_LARGE"
+        assert await store.read([ReadRequest(table, [small, big])]) == [[None, None]]
+        # A large row that fits is taken. (moto counts a binary value by its base64 text,
+        # so it refuses rows past ~307 KB that DynamoDB, counting bytes, stores.)
+        fits = codec.encode(1, 0, [b"x" * 300_000])
+        assert await store.write(table, [(big, fits)]) == WriteResult(1, 0)
     finally:
         await store.close()
 

@@ -131,6 +131,22 @@ async def test_a_push_never_blanks_on_dynamodb(dynamodb_server: FerryServer) -> 
     }
 
 
+async def test_a_push_past_the_item_limit_is_invalid_argument(
+    dynamodb_server: FerryServer,
+) -> None:
+    user = 990_777  # not in the data set (990_002 is one of its edge users)
+    huge = user_row(user, datetime.now(UTC), 1, last_country="x" * 420_000)
+    async with AsyncFerryClient(f"127.0.0.1:{dynamodb_server.port}", timeout_s=30) as client:
+        with pytest.raises(InvalidArgumentError) as caught:
+            await client.push("user_stats", [huge])
+        assert caught.value.reason == "ROW_TOO_LARGE"
+        assert "view 'user_stats': the row of entity 990777 needs a" in str(caught.value)
+        stored = await client.get_online_features(
+            entities={"user_id": [user]}, features=["user_stats:txn_count_7d"]
+        )
+    assert stored["user_stats:txn_count_7d"].statuses == ["NOT_FOUND"]
+
+
 async def test_an_item_written_by_something_else_is_data_loss_for_its_key(
     dynamodb_server: FerryServer, loaded_dynamodb: str, moto_server: MotoServer
 ) -> None:

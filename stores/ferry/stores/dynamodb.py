@@ -38,7 +38,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ferry.core.codec import fingerprint_of, timestamp_prefix
-from ferry.core.errors import StoreError, StoreUnavailableError
+from ferry.core.errors import InvalidValueError, StoreError, StoreUnavailableError
+from ferry.core.keys import decode_key
 from ferry.core.redaction import redact_url
 from ferry.stores.base import (
     ReadRequest,
@@ -75,6 +76,12 @@ class StoreRegionMissingError(StoreUnavailableError):
     """The store URL names no region and the AWS settings have none either."""
 
     reason = "STORE_REGION_MISSING"
+
+
+class RowTooLargeError(InvalidValueError):
+    """A row that would make an item past DynamoDB's 400 KB limit."""
+
+    reason = "ROW_TOO_LARGE"
 
 
 class StoreTableMissingError(StoreUnavailableError):
@@ -196,6 +203,7 @@ class DynamoOnlineStore:
         ms), a read of 100 keys a fifth of the price per row and ~3 ms in all."""
         if not rows:
             return WriteResult(0, 0)
+        _check_item_sizes(table, rows)
         client = await self._opened()
         now_ms = time.time_ns() // 1_000_000
         slots = asyncio.Semaphore(self.config.max_writes_in_flight)
@@ -512,6 +520,31 @@ class DynamoOnlineStore:
 
 class _ConditionFailedError(Exception):
     """A conditional write found a row as new or newer (or a higher watermark)."""
+
+
+# DynamoDB's item limit counts attribute names and values: k, v, ts (16 bytes), fp and exp
+# (numbers, at most 21 bytes each) come to the key and the row plus at most 67 bytes.
+_MAX_ITEM_BYTES = 400 * 1024
+_ITEM_OVERHEAD_BYTES = len("kvtsfpexp") + 16 + 2 * 21
+
+
+def _check_item_sizes(table: ViewTable, rows: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse the whole write, before anything is sent, if a row cannot be stored: the
+    server's own answer (ValidationException, "Item size has exceeded...") names neither
+    the view nor the entity, and it came after the other rows of the batch were written."""
+    for key, row in rows:
+        size = len(storage_key(table, key)) + len(row) + _ITEM_OVERHEAD_BYTES
+        if size > _MAX_ITEM_BYTES:
+            try:
+                entity = ", ".join(repr(value) for value in decode_key(key))
+            except InvalidValueError:
+                entity = key.hex()
+            raise RowTooLargeError(
+                f"view {table.view!r}: the row of entity {entity} needs a {size:,}-byte "
+                f"DynamoDB item, past its limit of {_MAX_ITEM_BYTES:,} bytes; nothing of "
+                "this batch was written",
+                feature_view=table.view,
+            )
 
 
 def _holds_as_new(item: dict[str, Any] | None, row: bytes, now_s: int) -> bool:
