@@ -25,6 +25,9 @@ from ferry.core.redaction import redact_url
             "dynamodb://t?region=r&endpoint_url=http://u:***@127.0.0.1:5000",
         ),
         ("s3://AKIA:wJalr@bucket/prefix", "s3://AKIA:***@bucket/prefix"),
+        # Typed without a scheme, there is no netloc to parse: all before the @ goes.
+        ("u:pw@127.0.0.1:5000", "***@127.0.0.1:5000"),
+        ("dynamodb://t?endpoint_url=u:pw@h:1", "dynamodb://t?endpoint_url=***@h:1"),
     ],
 )
 def test_passwords_and_secret_parameters_are_replaced(url: str, shown: str) -> None:

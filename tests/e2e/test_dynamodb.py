@@ -205,6 +205,23 @@ def test_no_region_at_all_is_named(moto_server: MotoServer, tmp_path: Path) -> N
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("where", ["url", "environment"])
+def test_a_region_that_is_no_region_name_is_named(moto_server: MotoServer, where: str) -> None:
+    """It was botocore's InvalidRegionError traceback, from the URL or from AWS_REGION."""
+    env = {**os.environ}
+    url = f"dynamodb://any?endpoint_url={moto_server.endpoint}"
+    if where == "url":
+        url += "&region=us%20east"
+    else:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = "us east"
+    init = [*FERRY, "init-store", str(SAMPLE_REPO), "--online-store", url]
+    done = subprocess.run(init, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "Provided region_name 'us east' doesn't match a supported format" in done.stderr
+    assert "(the region comes from ?region=R in the store URL, else AWS_REGION" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 async def test_refused_credentials_make_health_say_why(strict_moto: MotoServer) -> None:
     store = DynamoOnlineStore(DynamoConfig.from_url(strict_moto.dynamodb_url("any")))
     try:

@@ -25,12 +25,23 @@ SECRET = "s3cr3t-in-url"
         (f"redis+cluster://:{SECRET}@[::1", "Invalid IPv6 URL"),
         (f"redis://:{SECRET}@127.0.0.1:6379/0?ca=x", "TLS parameters need a rediss:// URL"),
         (f"dynamodb://?region=us-east-1&endpoint_url=http://u:{SECRET}@h", "expected dynamodb"),
-        (f"dynamodb://t?regoin=x&endpoint_url=http://u:{SECRET}@h", "unknown parameter(s) regoin"),
         (
-            f"dynamodb://t?consistent_read=yes&endpoint_url=http://u:{SECRET}@h",
+            f"dynamodb://tbl?regoin=x&endpoint_url=http://u:{SECRET}@h",
+            "unknown parameter(s) regoin",
+        ),
+        (
+            f"dynamodb://tbl?consistent_read=yes&endpoint_url=http://u:{SECRET}@h",
             "consistent_read='yes'; expected true or false or 1 or 0",
         ),
-        ("dynamodb://t?read_first=sometimes", "read_first='sometimes'; expected auto or true"),
+        ("dynamodb://tbl?read_first=sometimes", "read_first='sometimes'; expected auto or"),
+        ("dynamodb://ab?region=x", "'ab' is not a DynamoDB table name (3 to 255 of a-z"),
+        ("dynamodb://bad%20name?region=x", "is not a DynamoDB table name"),
+        (
+            f"dynamodb://tbl?endpoint_url=u:{SECRET}@h",
+            "endpoint_url '***@h' is not an http:// or https:// URL with a host",
+        ),
+        ("dynamodb://tbl?endpoint_url=ftp://127.0.0.1:1", "is not an http:// or https:// URL"),
+        ("dynamodb://tbl?endpoint_url=http://[::1", "Invalid IPv6 URL"),
         (f"mysql://:{SECRET}@h/0", "unsupported scheme 'mysql'"),
     ],
 )
@@ -64,5 +75,5 @@ def test_well_formed_redis_urls_open(url: str) -> None:
     ],
 )
 def test_dynamodb_flags(query: str, consistent_read: bool, read_first: bool | None) -> None:
-    config = DynamoConfig.from_url(f"dynamodb://t?region=us-east-1{query}")
+    config = DynamoConfig.from_url(f"dynamodb://tbl?region=us-east-1{query}")
     assert (config.consistent_read, config.read_first) == (consistent_read, read_first)

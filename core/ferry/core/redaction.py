@@ -21,6 +21,10 @@ def redact_url(url: str) -> str:
         password = parts.password
     except ValueError:  # not parseable as a URL: say nothing of it rather than leak it
         return REDACTED
+    if not parts.netloc and "@" in url:
+        # No //host to parse (u:PW@h, as an endpoint typed without its scheme): what comes
+        # before the last @ may be credentials.
+        return f"{REDACTED}@{url.rpartition('@')[2]}"
     netloc = parts.netloc
     if password is not None:
         netloc = f"{parts.username or ''}:{REDACTED}@{netloc.rpartition('@')[2]}"
@@ -35,6 +39,6 @@ def _redact_field(field: str) -> str:
     name, sep, value = field.partition("=")
     if sep and any(secret in name.lower() for secret in _SECRET_PARAMETERS):
         return f"{name}={REDACTED}"
-    if "://" in value:  # a URL in a URL (dynamodb://T?endpoint_url=http://U:P@H)
+    if "://" in value or "@" in value:  # a URL in a URL (dynamodb://T?endpoint_url=http://U:P@H)
         return f"{name}={redact_url(value)}"
     return field

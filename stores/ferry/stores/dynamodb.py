@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -69,11 +70,13 @@ _DENIED = {
     "ExpiredTokenException",
 }
 _PING_KEY = b"\x00ping"
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _BOOLEANS: dict[str, bool | None] = {"true": True, "false": False, "1": True, "0": False}
 
 
 class StoreRegionMissingError(StoreUnavailableError):
-    """The store URL names no region and the AWS settings have none either."""
+    """The store URL names no region and the AWS settings have none either, or the region
+    given is not a region name."""
 
     reason = "STORE_REGION_MISSING"
 
@@ -156,10 +159,30 @@ class DynamoConfig:
                 )
             return choices[value]
 
+        if not _TABLE_NAME.fullmatch(table):
+            raise StoreError(
+                f"online store URL {redact_url(url)!r}: {table!r} is not a DynamoDB table "
+                "name (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')"
+            )
+        endpoint = query.get("endpoint_url")
+        if endpoint is not None:
+            try:
+                where = urlsplit(endpoint)
+                scheme, host = where.scheme, where.hostname
+            except ValueError as err:
+                raise StoreError(
+                    f"online store URL {redact_url(url)!r}: endpoint_url "
+                    f"{redact_url(endpoint)!r}: {err}"
+                ) from None
+            if scheme not in ("http", "https") or not host:
+                raise StoreError(
+                    f"online store URL {redact_url(url)!r}: endpoint_url "
+                    f"{redact_url(endpoint)!r} is not an http:// or https:// URL with a host"
+                )
         return cls(
             table,
             region=query.get("region"),
-            endpoint_url=query.get("endpoint_url"),
+            endpoint_url=endpoint,
             consistent_read=bool(flag("consistent_read", "false", _BOOLEANS)),
             read_first=flag("read_first", "auto", {"auto": None, **_BOOLEANS}),
         )
@@ -413,7 +436,7 @@ class DynamoOnlineStore:
         async with self._opening:
             if self._client is None:
                 # Imported here: botocore comes with the optional aiobotocore dependency.
-                from botocore.exceptions import NoRegionError
+                from botocore.exceptions import InvalidRegionError, NoRegionError
 
                 # Kept only once its table checks out: a client left open per failed
                 # attempt (one per health probe while the table is missing) leaked sockets.
@@ -427,6 +450,12 @@ class DynamoOnlineStore:
                     raise StoreRegionMissingError(
                         f"{self._where}: no AWS region: add ?region=R to the store URL or "
                         "set AWS_REGION"
+                    ) from None
+                except InvalidRegionError as err:  # from the URL or AWS_REGION
+                    await opened.aclose()
+                    raise StoreRegionMissingError(
+                        f"{self._where}: {err} (the region comes from ?region=R in the store "
+                        "URL, else AWS_REGION or the AWS profile)"
                     ) from None
                 except BaseException:
                     await opened.aclose()
