@@ -28,6 +28,7 @@ from ferry.core.redaction import redact_url
         # Typed without a scheme, there is no netloc to parse: all before the @ goes.
         ("u:pw@127.0.0.1:5000", "***@127.0.0.1:5000"),
         ("dynamodb://t?endpoint_url=u:pw@h:1", "dynamodb://t?endpoint_url=***@h:1"),
+        ("sqlite:///data/a@b.db", "sqlite:///data/a@b.db"),
     ],
 )
 def test_passwords_and_secret_parameters_are_replaced(url: str, shown: str) -> None:

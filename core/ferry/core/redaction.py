@@ -21,9 +21,9 @@ def redact_url(url: str) -> str:
         password = parts.password
     except ValueError:  # not parseable as a URL: say nothing of it rather than leak it
         return REDACTED
-    if not parts.netloc and "@" in url:
+    if "//" not in url and "@" in url:
         # No //host to parse (u:PW@h, as an endpoint typed without its scheme): what comes
-        # before the last @ may be credentials.
+        # before the last @ may be credentials. (sqlite:///a@b.db keeps its path.)
         return f"{REDACTED}@{url.rpartition('@')[2]}"
     netloc = parts.netloc
     if password is not None:
