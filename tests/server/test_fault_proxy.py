@@ -174,3 +174,39 @@ async def test_health_logs_each_new_cause_of_an_outage_once(
     assert any(line.startswith("health: NOT_SERVING (redis at 127.0.0.1:") for line in down)
     assert len(down) <= 3, lines  # perhaps "a request failed" too
     assert lines[-1] == "health: SERVING (the online store answers)"
+
+
+async def test_an_outage_logs_a_bounded_number_of_lines_and_counts_the_rest(
+    redis_server: RedisServer,
+    redis_url: str,
+    served_repo: FeatureRepo,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every call fails while the store refuses connections; the access log has at most
+    ``access_log_failures_per_s`` lines a second of them, and held-back lines that count
+    the rest, so that lines plus held back are exactly the failures callers saw."""
+    await load_store(served_repo, redis_url)
+    proxy = FaultProxy(redis_server.port)
+    await proxy.start()
+    server = await start_server(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        health_interval_s=HEALTH_INTERVAL_S,
+        limits=Limits(store_timeout_s=DEADLINE_S),
+        access_log_failures_per_s=20,
+    )
+    try:
+        caplog.set_level("INFO", logger="ferry.access")
+        await proxy.set_mode("refuse")
+        during = await load(server.port, 1.5)
+        await asyncio.sleep(1.2)  # the last window's count comes at its end
+    finally:
+        await server.stop(0)
+        await proxy.stop()
+    failed = sum(code == "UNAVAILABLE" for code, _ in during)
+    records = [r for r in caplog.records if r.name == "ferry.access"]
+    lines = [r for r in records if "held_back" not in r.fields]  # type: ignore[attr-defined]
+    held = [r.fields["held_back"] for r in records if "held_back" in r.fields]  # type: ignore[attr-defined]
+    assert {r.fields["code"] for r in records} == {"UNAVAILABLE"}  # type: ignore[attr-defined]
+    assert len(lines) <= 20 * 3  # three windows at most: 1.5 s of load
+    assert len(lines) + sum(held) == failed
+    assert failed > 3 * 20, "too few calls to need holding back: the machine is starved"

@@ -467,7 +467,15 @@ def _serve(commands: _Commands) -> None:
         "--access-log-sample",
         type=fraction,
         default=0.0,
-        help="fraction of successful RPCs to log, beside every failed one (default 0)",
+        help="fraction of successful RPCs to log, beside the failed ones (default 0)",
+    )
+    parser.add_argument(
+        "--access-log-failures-per-s",
+        type=count(0),
+        default=100,
+        metavar="N",
+        help="most failed-call lines a second per method and code, the rest counted in one "
+        "line a second (INTERNAL always logged); 0 logs every one (default 100)",
     )
     parser.add_argument(
         "--port",

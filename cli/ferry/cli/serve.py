@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         log_format=args.log_format,
         access_log_sample=args.access_log_sample,
+        access_log_failures_per_s=args.access_log_failures_per_s,
         tracing=args.tracing,
     )
     return run_workers(server_builder(features, registry), config, args.workers)

@@ -33,6 +33,7 @@ from ferry.server.bounds import MAX_PORT, check_number
 from ferry.server.errors import NotImplementedYetError
 from ferry.server.health import SERVING, StoreHealth
 from ferry.server.interceptor import ErrorInterceptor
+from ferry.server.logs import FailureLog
 from ferry.server.logs import configure as configure_logs
 from ferry.server.metrics import MeteredStore, Metrics
 from ferry.server.observe import Observer
@@ -79,7 +80,10 @@ class ServerConfig:
         tracing: Export OpenTelemetry spans (``ferry.server.tracing``; OTLP, configured
             by the ``OTEL_*`` variables). Default False.
         access_log_sample: Fraction of successful RPCs the access log records, beside
-            every failed one. Default 0.
+            the failed ones. Default 0.
+        access_log_failures_per_s: Most failed-call lines a second for each method and code
+            (the rest are counted in one line a second; INTERNAL always logged); 0 logs
+            every one. Default 100.
     """
 
     host: str = "127.0.0.1"
@@ -97,6 +101,7 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"
     access_log_sample: float = 0.0
+    access_log_failures_per_s: int = 100
     tracing: bool = False
 
     def __post_init__(self) -> None:
@@ -120,6 +125,13 @@ class ServerConfig:
         check_number("ServerConfig", "grace_s", self.grace_s, minimum=0)
         check_number(
             "ServerConfig", "access_log_sample", self.access_log_sample, minimum=0, maximum=1
+        )
+        check_number(
+            "ServerConfig",
+            "access_log_failures_per_s",
+            self.access_log_failures_per_s,
+            minimum=0,
+            integer=True,
         )
         if self.log_format not in ("text", "json"):
             raise ValueError(
@@ -190,7 +202,9 @@ class FerryServer:
         self.tracing = tracing if tracing is not None else (Tracing() if config.tracing else None)
         observer = Observer(self.metrics, config.access_log_sample, self.tracing)
         interceptors: list[grpc.aio.ServerInterceptor] = [
-            ErrorInterceptor(self._store_down, observer)
+            ErrorInterceptor(
+                self._store_down, observer, FailureLog(config.access_log_failures_per_s)
+            )
         ]
         if self.access is not None:
             # After the error interceptor: a refusal leaves as a status with Ferry's reason.

@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.server.errors import InvalidRequestError, status_code_of
-from ferry.server.logs import log_call
+from ferry.server.logs import FailureLog
 from ferry.server.method_handlers import PerMethodInterceptor, rebuilt
 from ferry.server.observe import MethodObserver, Observer
 
@@ -104,14 +104,19 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
+_EVERY_FAILURE = FailureLog(0)
+
+
 def guard(
     method: str,
     behaviour: Handler,
     on_store_down: Callable[[], None],
     watch: MethodObserver | None = None,
+    failures: FailureLog = _EVERY_FAILURE,
 ) -> Handler:
     """Wrap a unary handler so every exception leaves as a status, never a traceback; and
-    tell ``watch`` (metrics, sampled access log) how each call ended."""
+    tell ``watch`` (metrics, sampled access log) how each call ended, and ``failures`` (the
+    access log) each call that failed."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
@@ -126,7 +131,7 @@ def guard(
             raise
         except Exception as err:
             code = _code_of(err)
-            await _abort(method, err, code, context, on_store_down, request, started)
+            await _abort(method, err, code, context, on_store_down, request, started, failures)
         finally:
             if watch is not None:
                 watch.done(observed, code, time.perf_counter() - started, context, request)
@@ -139,6 +144,7 @@ def guard_stream(
     behaviour: StreamHandler,
     on_store_down: Callable[[], None],
     watch: MethodObserver | None = None,
+    failures: FailureLog = _EVERY_FAILURE,
 ) -> StreamHandler:
     """``guard`` for streaming handlers (the first argument is the request, or the stream
     of requests)."""
@@ -160,7 +166,7 @@ def guard_stream(
             raise
         except Exception as err:
             code = _code_of(err)
-            await _abort(method, err, code, context, on_store_down, single, started)
+            await _abort(method, err, code, context, on_store_down, single, started, failures)
         finally:
             if watch is not None:
                 watch.done(observed, code, time.perf_counter() - started, context, single)
@@ -192,18 +198,19 @@ async def _abort(
     on_store_down: Callable[[], None],
     request: Any,
     started: float,
+    failures: FailureLog,
 ) -> None:
     """End the call with the status ``code`` of ``err``, and write its access log line."""
     seconds = time.perf_counter() - started
     if not isinstance(err, FerryError) or code is grpc.StatusCode.INTERNAL:
         log.exception("%s failed", method)
         incident = uuid.uuid4().hex[:12]
-        log_call(method, code, context, request, seconds, "internal error", incident)
+        failures.log(method, code, context, request, seconds, "internal error", incident)
         await _abort_internal(context, incident)
         return
     if isinstance(err, StoreUnavailableError):
         on_store_down()
-    log_call(method, code, context, request, seconds, str(err))
+    failures.log(method, code, context, request, seconds, str(err))
     await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
 
 
@@ -223,15 +230,21 @@ class ErrorInterceptor(PerMethodInterceptor):
     """Applies ``guard`` (``guard_stream``) to every unary (streaming) method of the server,
     once per method."""
 
-    def __init__(self, on_store_down: Callable[[], None], observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        on_store_down: Callable[[], None],
+        observer: Observer | None = None,
+        failures: FailureLog = _EVERY_FAILURE,
+    ) -> None:
         super().__init__()
         self._on_store_down = on_store_down
         self._observer = observer
+        self._failures = failures
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         def guarded(behaviour: Any, kind: str) -> Any:
             watch = self._observer.method(method, kind) if self._observer is not None else None
             protect = guard if kind == "unary" else guard_stream
-            return protect(method, behaviour, self._on_store_down, watch)
+            return protect(method, behaviour, self._on_store_down, watch, self._failures)
 
         return rebuilt(handler, guarded, lenient(handler.request_deserializer))

@@ -10,14 +10,23 @@ with ``--access-log-sample R``, a fraction R of the others (``ferry.server.obser
 ``method``, ``code``, ``duration_ms``, ``peer``, ``request_bytes``, ``message`` and
 ``incident`` (the id an INTERNAL answer names, to find its traceback). Tokens and request
 contents never appear.
+
+Failure lines are limited (``FailureLog``): at most ``--access-log-failures-per-s`` per
+method and code each second, and one line a second with how many more were held back. In a
+store outage every call fails, and a line per call (thousands a second) cost server CPU and
+flooded the log pipeline just when both are needed. INTERNAL lines are never held back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,3 +102,74 @@ def log_call(
 def sampled(fraction: float) -> bool:
     """Whether to log this successful call, at ``fraction`` of them."""
     return fraction > 0 and random.random() < fraction
+
+
+@dataclass
+class _Window:
+    started: float
+    logged: int = 0
+    held: int = 0
+
+
+class FailureLog:
+    """The access log's failure lines, at most ``per_second`` for each method and code in
+    each ``window_s``; the rest are counted, and one line per window says how many (the
+    metrics count every call). 0 holds nothing back. INTERNAL is always logged: its
+    incident id must lead to its traceback."""
+
+    def __init__(
+        self, per_second: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = per_second * window_s
+        self.window_s = window_s
+        self._clock = clock
+        self._windows: dict[tuple[str, grpc.StatusCode], _Window] = {}
+
+    def log(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        seconds: float,
+        message: str = "",
+        incident: str = "",
+    ) -> None:
+        """``log_call`` for a failed call, unless this window's share is spent."""
+        if not self.limit or code is grpc.StatusCode.INTERNAL:
+            log_call(method, code, context, request, seconds, message, incident)
+            return
+        key = (method, code)
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now - window.started >= self.window_s:
+            self._report_held(key)
+            window = self._windows[key] = _Window(now)
+        if window.logged < self.limit:
+            window.logged += 1
+            log_call(method, code, context, request, seconds, message, incident)
+            return
+        window.held += 1
+        if window.held == 1:  # say how many at the window's end, even if none follow
+            delay = window.started + self.window_s - now
+            asyncio.get_running_loop().call_later(delay, self._report_held, key)
+
+    def _report_held(self, key: tuple[str, grpc.StatusCode]) -> None:
+        """One line with what the key's window holds back, if anything (called when the
+        next window begins and by a timer at the window's end: whichever comes first
+        finds the count, the other finds none)."""
+        current = self._windows.get(key)
+        if current is None or not current.held:
+            return
+        method, code = key
+        fields = {"method": method, "code": code.name, "held_back": current.held}
+        access_log.warning(
+            "%s %s: %d more failed calls in %g s not logged (at most %g a second)",
+            method,
+            code.name,
+            current.held,
+            self.window_s,
+            self.limit / self.window_s,
+            extra={"fields": fields},
+        )
+        current.held = 0
