@@ -277,6 +277,7 @@ def run(
         "max_ms": round(latencies[-1] * 1000, 3) if calls else None,
         "max_send_lag_ms": round(max(r["send_lag_s"] for r in results) * 1000, 3),
         "server_cpu_us_per_call": None if cpu is None else round(cpu / max(calls, 1) * 1e6, 1),
+        "server_cpu_s": cpu,  # failed calls too (outage_log_bench divides by the errors)
     }
 
 
