@@ -103,6 +103,10 @@ def test_ray_is_imported_only_on_the_ray_path() -> None:
             ["serve", "r.yaml", "--access-log-sample", "2"],
             "argument --access-log-sample: 2: must be",
         ),
+        (
+            ["serve", "r.yaml", "--access-log-failures-per-s", "-1"],
+            "argument --access-log-failures-per-s: -1: must be at least 0",
+        ),
         (["get", "--target", "t", "--timeout-s", "inf"], "argument --timeout-s: 'inf' is not a"),
         (["health", "--target", "t", "--timeout-s", "0"], "argument --timeout-s: 0: must be above"),
     ],

@@ -51,6 +51,7 @@ def test_limits_no_server_can_run_with_are_refused(settings: dict[str, Any], mes
         ),
         ({"grace_s": float("nan")}, "ServerConfig.grace_s must be"),
         ({"access_log_sample": 1.5}, "ServerConfig.access_log_sample must be"),
+        ({"access_log_failures_per_s": -1}, "ServerConfig.access_log_failures_per_s must be"),
         ({"log_format": "xml"}, "ServerConfig.log_format must be text or json, got 'xml'"),
     ],
 )
