@@ -7,6 +7,7 @@ retry), map errors with ``_errors`` and pause by ``_retry``; only sending differ
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from ferry.client._results import OnlineFeatures
 from ferry.client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, retryable
 from ferry.client._streams import Lookup, LookupStream, StreamResult
 from ferry.client.registry import ModelVersion, selector
+from ferry.core.errors import InvalidValueError
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -57,6 +59,7 @@ class FerryClient:
         tls: ClientTls | None = None,
         token: str | None = None,
     ) -> None:
+        _check_timeout(timeout_s)
         self._metadata = call_metadata(token)
         self._channel = open_channel(target, _OPTIONS, tls, aio=False)
         self._methods = _methods(self._channel)
@@ -197,6 +200,7 @@ class AsyncFerryClient:
         tls: ClientTls | None = None,
         token: str | None = None,
     ) -> None:
+        _check_timeout(timeout_s)
         self._metadata = call_metadata(token)
         self._channel = open_channel(target, _OPTIONS, tls, aio=True)
         self._methods = _methods(self._channel)
@@ -333,3 +337,16 @@ def _methods(channel: Any) -> dict[str, Any]:
         "StreamOnlineFeatures": serving.StreamOnlineFeatures,
         "GetModelVersion": registry.GetModelVersion,
     }
+
+
+def _check_timeout(timeout_s: float) -> None:
+    """A default timeout every call would fail on (0, negative, nan) is refused up front."""
+    if not (
+        isinstance(timeout_s, int | float)
+        and not isinstance(timeout_s, bool)
+        and math.isfinite(timeout_s)
+        and timeout_s > 0
+    ):
+        raise InvalidValueError(
+            f"timeout_s must be a finite number of seconds above 0, got {timeout_s!r}"
+        )

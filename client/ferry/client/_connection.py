@@ -46,10 +46,39 @@ class ClientTls:
         )
 
 
+# gRPC's own target forms (dns:///h:p, unix:/path, ...) are passed on as they are.
+_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+def check_target(target: str) -> None:
+    """Refuse a ``host:port`` target gRPC would take and then fail on, or misread.
+
+    Raises:
+        InvalidValueError: an empty target (gRPC answered INTERNAL and logged C-core errors),
+            or a port that is not 1-65535 (99999 connected to 34463: gRPC wraps it).
+    """
+    if not target.strip():
+        raise InvalidValueError("the server target is empty: expected HOST:PORT")
+    if target.startswith(_SCHEMES):
+        return
+    host, colon, port = target.rpartition(":")
+    if not colon or (":" in host and not host.endswith("]")):
+        return  # no port (gRPC's default) or a bare IPv6 address: gRPC's own rules apply
+    if not (port.isdigit() and 0 < int(port) <= 65_535):
+        raise InvalidValueError(
+            f"server target {target!r}: {port!r} is not a port (1 to 65535)", target=target
+        )
+
+
 def open_channel(
     target: str, options: list[tuple[str, Any]], tls: ClientTls | None, aio: bool
 ) -> Any:
-    """A blocking (or asyncio) channel to ``target``, over TLS when ``tls`` is given."""
+    """A blocking (or asyncio) channel to ``target``, over TLS when ``tls`` is given.
+
+    Raises:
+        InvalidValueError: ``check_target`` refused the target.
+    """
+    check_target(target)
     if tls is None:
         return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options)
     if tls.server_name:
