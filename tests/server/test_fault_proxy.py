@@ -6,10 +6,11 @@ the probe's own timeout) after it, and a clean drain at the end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -32,21 +33,35 @@ OK = "OK"
 TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 
-@pytest.fixture
-async def proxied(
-    redis_server: RedisServer, redis_url: str, served_repo: FeatureRepo, tmp_path: Path
+@contextlib.asynccontextmanager
+async def behind_a_proxy(
+    redis_server: RedisServer, redis_url: str, repo: FeatureRepo, **settings: Any
 ) -> AsyncIterator[tuple[FaultProxy, FerryServer]]:
-    await load_store(served_repo, redis_url)
+    """The served data in Redis, a fault proxy in front of it, and a server through it."""
+    await load_store(repo, redis_url)
     proxy = FaultProxy(redis_server.port)
     await proxy.start()
-    server = await start_server(
-        f"redis://127.0.0.1:{proxy.port}/0",
-        health_interval_s=HEALTH_INTERVAL_S,
-        limits=Limits(store_timeout_s=DEADLINE_S),
-    )
-    yield proxy, server
-    await server.stop(0)
-    await proxy.stop()
+    try:
+        server = await start_server(
+            f"redis://127.0.0.1:{proxy.port}/0",
+            health_interval_s=HEALTH_INTERVAL_S,
+            limits=Limits(store_timeout_s=DEADLINE_S),
+            **settings,
+        )
+        try:
+            yield proxy, server
+        finally:
+            await server.stop(0)
+    finally:
+        await proxy.stop()
+
+
+@pytest.fixture
+async def proxied(
+    redis_server: RedisServer, redis_url: str, served_repo: FeatureRepo
+) -> AsyncIterator[tuple[FaultProxy, FerryServer]]:
+    async with behind_a_proxy(redis_server, redis_url, served_repo) as parts:
+        yield parts
 
 
 async def load(port: int, seconds: float) -> list[tuple[str, float]]:
@@ -185,23 +200,13 @@ async def test_an_outage_logs_a_bounded_number_of_lines_and_counts_the_rest(
     """Every call fails while the store refuses connections; the access log has at most
     ``access_log_failures_per_s`` lines a second of them, and held-back lines that count
     the rest, so that lines plus held back are exactly the failures callers saw."""
-    await load_store(served_repo, redis_url)
-    proxy = FaultProxy(redis_server.port)
-    await proxy.start()
-    server = await start_server(
-        f"redis://127.0.0.1:{proxy.port}/0",
-        health_interval_s=HEALTH_INTERVAL_S,
-        limits=Limits(store_timeout_s=DEADLINE_S),
-        access_log_failures_per_s=20,
-    )
-    try:
+    settings = {"access_log_failures_per_s": 20}
+    async with behind_a_proxy(redis_server, redis_url, served_repo, **settings) as parts:
+        proxy, server = parts
         caplog.set_level("INFO", logger="ferry.access")
         await proxy.set_mode("refuse")
         during = await load(server.port, 1.5)
         await asyncio.sleep(1.2)  # the last window's count comes at its end
-    finally:
-        await server.stop(0)
-        await proxy.stop()
     failed = sum(code == "UNAVAILABLE" for code, _ in during)
     records = [r for r in caplog.records if r.name == "ferry.access"]
     lines = [r for r in records if "held_back" not in r.fields]  # type: ignore[attr-defined]
