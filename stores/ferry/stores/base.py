@@ -234,10 +234,16 @@ def per_request(
 
 def is_newer(new_row: bytes, stored_row: bytes) -> bool:
     """The conditional-write rule every backend implements (in Lua, SQL or a condition)."""
-    new_ts, old_ts = timestamp_prefix(new_row), timestamp_prefix(stored_row)
-    if new_ts != old_ts:
-        return new_ts > old_ts
-    return fingerprint_of(new_row) != fingerprint_of(stored_row)
+    return is_newer_than(new_row, timestamp_prefix(stored_row), fingerprint_of(stored_row))
+
+
+def is_newer_than(new_row: bytes, stored_timestamp: bytes, stored_fingerprint: int) -> bool:
+    """``is_newer`` against a stored row known only by its timestamp bytes and schema
+    fingerprint (what DynamoDB keeps beside the row, read without it)."""
+    new_ts = timestamp_prefix(new_row)
+    if new_ts != stored_timestamp:
+        return new_ts > stored_timestamp
+    return fingerprint_of(new_row) != stored_fingerprint
 
 
 def expiries_at_ms(table: ViewTable, rows: Sequence[bytes], now_ms: int) -> list[int] | None:

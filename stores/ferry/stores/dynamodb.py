@@ -47,6 +47,7 @@ from ferry.stores.base import (
     ViewTable,
     WriteResult,
     expires_at_ms,
+    is_newer_than,
     storage_key,
     storage_keys,
 )
@@ -293,15 +294,14 @@ class DynamoOnlineStore:
         """The rows a read of their stored versions does not show to be as new or newer.
         An eventually consistent read is enough: a stored version only moves forward, so a
         stale one can only send a row whose condition then fails, never hold one back."""
-        items = await self._batch_get(
-            list(dict.fromkeys(storage_key(table, key) for key, _ in rows)), "k, ts, fp, #exp"
-        )
+        keys = [storage_key(table, key) for key, _ in rows]
+        items = await self._batch_get(list(dict.fromkeys(keys)), "k, ts, fp, #exp")
         stored = {bytes(item["k"]["B"]): item for item in items}
         now_s = now_ms // 1000
         kept = [
-            (key, row)
-            for key, row in rows
-            if not _holds_as_new(stored.get(storage_key(table, key)), row, now_s)
+            pair
+            for pair, key in zip(rows, keys, strict=True)
+            if not _holds_as_new(stored.get(key), pair[1], now_s)
         ]
         self._skips.note(skipped=len(rows) - len(kept))
         return kept
@@ -584,15 +584,12 @@ def _holds_as_new(item: dict[str, Any] | None, row: bytes, now_s: int) -> bool:
     if item is None or _expired(item, now_s):
         return False
     stored_ts, stored_fp = item.get("ts", {}).get("B"), item.get("fp", {}).get("N")
-    if not isinstance(stored_ts, bytes):
-        return False
-    new_ts = timestamp_prefix(row)
-    if new_ts != stored_ts:
-        return new_ts < stored_ts  # DynamoDB, too, compares binary values as unsigned bytes
     try:
-        return int(stored_fp) == fingerprint_of(row)
+        fingerprint = int(stored_fp)
     except (TypeError, ValueError):
         return False
+    # Python, as DynamoDB, compares binary values as unsigned bytes.
+    return isinstance(stored_ts, bytes) and not is_newer_than(row, stored_ts, fingerprint)
 
 
 def _expired(item: dict[str, Any], now_s: float) -> bool:
