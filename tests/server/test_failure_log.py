@@ -8,21 +8,16 @@ import asyncio
 import grpc
 import pytest
 
-from ferry.server.logs import FailureLog
+from ferry.server.logs import FailureLog, access_log
 
 METHOD = "/ferry.api.serving.v1.ServingService/GetOnlineFeatures"
 
 
-class _Context:
-    """Stands in for a servicer context: a failure line reads only its peer."""
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:5"
-
-
 def _fail(failures: FailureLog, code: grpc.StatusCode, times: int) -> None:
+    """``times`` failed calls, each logged as the interceptor does: when admitted."""
     for _ in range(times):
-        failures.log(METHOD, code, _Context(), None, 0.001, "down")  # type: ignore[arg-type]
+        if failures.admits(METHOD, code):
+            access_log.warning("failed", extra={"fields": {"method": METHOD, "code": code.name}})
 
 
 def _access(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 
 from ferry.core.errors import FerryError, StoreUnavailableError
 from ferry.server.errors import InvalidRequestError, status_code_of
-from ferry.server.logs import FailureLog
+from ferry.server.logs import FailureLog, log_call
 from ferry.server.method_handlers import PerMethodInterceptor, rebuilt
 from ferry.server.observe import MethodObserver, Observer
 
@@ -205,12 +205,14 @@ async def _abort(
     if not isinstance(err, FerryError) or code is grpc.StatusCode.INTERNAL:
         log.exception("%s failed", method)
         incident = uuid.uuid4().hex[:12]
-        failures.log(method, code, context, request, seconds, "internal error", incident)
+        if failures.admits(method, code):  # always, for INTERNAL: see FailureLog
+            log_call(method, code, context, request, seconds, "internal error", incident)
         await _abort_internal(context, incident)
         return
     if isinstance(err, StoreUnavailableError):
         on_store_down()
-    failures.log(method, code, context, request, seconds, str(err))
+    if failures.admits(method, code):
+        log_call(method, code, context, request, seconds, str(err))
     await context.abort_with_status(to_status(code, str(err), err.reason, err.metadata))
 
 

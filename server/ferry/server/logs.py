@@ -112,10 +112,10 @@ class _Window:
 
 
 class FailureLog:
-    """The access log's failure lines, at most ``per_second`` for each method and code in
-    each ``window_s``; the rest are counted, and one line per window says how many (the
-    metrics count every call). 0 holds nothing back. INTERNAL is always logged: its
-    incident id must lead to its traceback."""
+    """Which failed calls get their access-log line: at most ``per_second`` for each method
+    and code in each ``window_s``; the rest are counted, and one line per window says how
+    many (the metrics count every call). 0 holds nothing back. INTERNAL is always admitted:
+    its incident id must lead to its traceback."""
 
     def __init__(
         self, per_second: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic
@@ -125,20 +125,10 @@ class FailureLog:
         self._clock = clock
         self._windows: dict[tuple[str, grpc.StatusCode], _Window] = {}
 
-    def log(
-        self,
-        method: str,
-        code: grpc.StatusCode,
-        context: grpc.aio.ServicerContext,
-        request: Any,
-        seconds: float,
-        message: str = "",
-        incident: str = "",
-    ) -> None:
-        """``log_call`` for a failed call, unless this window's share is spent."""
+    def admits(self, method: str, code: grpc.StatusCode) -> bool:
+        """Whether a failed call gets its line (``log_call``), or only counts."""
         if not self.limit or code is grpc.StatusCode.INTERNAL:
-            log_call(method, code, context, request, seconds, message, incident)
-            return
+            return True
         key = (method, code)
         now = self._clock()
         window = self._windows.get(key)
@@ -147,12 +137,12 @@ class FailureLog:
             window = self._windows[key] = _Window(now)
         if window.logged < self.limit:
             window.logged += 1
-            log_call(method, code, context, request, seconds, message, incident)
-            return
+            return True
         window.held += 1
         if window.held == 1:  # say how many at the window's end, even if none follow
             delay = window.started + self.window_s - now
             asyncio.get_running_loop().call_later(delay, self._report_held, key)
+        return False
 
     def _report_held(self, key: tuple[str, grpc.StatusCode]) -> None:
         """One line with what the key's window holds back, if anything (called when the
